@@ -1,0 +1,12 @@
+"""The one error class for user mistakes.
+
+Anything a user can get wrong (a bad path, an unknown solver name, an impossible NFE) raises
+:class:`QACError` with a one-line message. The CLI prints it as ``error: <message>`` and exits
+with code 2. Bugs keep their tracebacks.
+"""
+
+from __future__ import annotations
+
+
+class QACError(Exception):
+    """A user mistake, reported as one line (CLI exit code 2)."""

@@ -1,0 +1,120 @@
+"""Small shared helpers: devices, per-seed randomness, atomic file writes.
+
+Everything here is deliberately tiny and free of global state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qac.errors import QACError
+
+
+def resolve_device(name: str | torch.device | None = None) -> torch.device:
+    """Return a torch device; ``None`` or ``"auto"`` picks CUDA when present, else CPU.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(name, torch.device):
+        return name
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:  # e.g. "gpu"
+        raise QACError(f"unknown device {name!r} (use cpu, cuda, cuda:N, mps or auto)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise QACError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def state_dtype(device: torch.device) -> torch.dtype:
+    """Solver/state arithmetic dtype (SPEC §0): float64, except float32 on MPS."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def parse_seeds(spec: str) -> list[int]:
+    """Parse ``"0-63"``, ``"1,5,9"`` or ``"0-3,10"`` into a list of non-negative ints.
+
+    >>> parse_seeds("0-2,7")
+    [0, 1, 2, 7]
+    """
+    seeds: list[int] = []
+    try:
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                lo, hi = (int(p) for p in part.split("-", 1))
+                if hi < lo:
+                    raise ValueError
+                seeds.extend(range(lo, hi + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError as exc:
+        raise QACError(f"bad seed list {spec!r}: use forms like 0-63 or 1,5,9") from exc
+    if not seeds or min(seeds) < 0:
+        raise QACError(f"bad seed list {spec!r}: need at least one non-negative seed")
+    return seeds
+
+
+def seed_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A fresh generator seeded with ``seed`` on ``device``."""
+    gen = torch.Generator(device=torch.device(device))
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def per_seed_randn(seeds: Sequence[int], shape: Iterable[int], device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Unit Gaussian noise, one row per seed; row k depends only on ``seeds[k]`` (EDM protocol).
+
+    Noise is always drawn on the CPU in float32 and then moved, so that a seed gives the same
+    sample on every device and whatever the batch size.
+
+    >>> per_seed_randn([0, 1], (2,)).shape
+    torch.Size([2, 2])
+    """
+    shape = tuple(shape)
+    rows = [torch.randn(shape, generator=seed_generator(s)) for s in seeds]
+    return torch.stack(rows).to(device=device, dtype=dtype)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> None:
+    """Atomically ``torch.save`` a plain object (tensors, dicts, lists, numbers) to ``path``."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
