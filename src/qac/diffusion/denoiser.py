@@ -1,0 +1,57 @@
+"""The denoiser D(x, sigma, code) = c_skip x + c_out F(c_in x; c_noise, code) and the training loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from qac.diffusion.formulations import Formulation
+
+
+class Denoiser(nn.Module):
+    """Wraps a backbone F with a formulation's preconditioning (SPEC §1, EDM Eq. 7).
+
+    ``forward(x, sigma, code=None)`` returns x0_hat in x's dtype. sigma is a scalar, a 0-d tensor or
+    a [B] tensor. The backbone runs in float32 (or under autocast); the skip connection is computed in
+    x's dtype, so float64 solver states keep their precision.
+
+    >>> import torch
+    >>> from qac.diffusion import get_formulation
+    >>> class Zero(torch.nn.Module):
+    ...     code_dim = 0
+    ...     def forward(self, x, c_noise, code=None): return torch.zeros_like(x)
+    >>> d = Denoiser(Zero(), get_formulation("edm"))
+    >>> d(torch.ones(1, 2), 0.5).tolist()   # c_skip(0.5) = 0.5
+    [[0.5, 0.5]]
+    """
+
+    def __init__(self, backbone: nn.Module, formulation: Formulation) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.formulation = formulation
+
+    def forward(self, x: Tensor, sigma: Tensor | float, code: Tensor | None = None, **kwargs) -> Tensor:
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+        if sigma.ndim == 0:
+            sigma = sigma.expand(x.shape[0])
+        sigma = sigma.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+        f = self.formulation
+        net_in = (f.c_in(sigma) * x).to(torch.float32)
+        c_noise = f.c_noise(sigma).reshape(-1).to(torch.float32)
+        if code is not None:
+            code = code.to(torch.float32)
+        out = self.backbone(net_in, c_noise, code, **kwargs)
+        return f.c_skip(sigma) * x + f.c_out(sigma) * out.to(x.dtype)
+
+
+def denoising_loss(denoiser: Denoiser, x0: Tensor, sigma: Tensor, noise: Tensor,
+                   code: Tensor | None = None, **kwargs) -> Tensor:
+    """Per-element weighted loss lambda(sigma) (D(x0 + sigma n, sigma, y) - x0)^2 (paper Alg. 1, EDM Eq. 2).
+
+    Returns a tensor shaped like x0; the training loop sums over elements and averages over the batch
+    (EDM convention) and logs the per-element mean.
+    """
+    s = sigma.reshape(-1, *([1] * (x0.ndim - 1)))
+    weight = denoiser.formulation.loss_weight(s)
+    d = denoiser(x0 + s * noise, sigma, code, **kwargs)
+    return weight * (d - x0) ** 2
