@@ -1,0 +1,211 @@
+"""The training loop: paper Algorithm 1 (QAC) or plain EDM-style training (``cond='none'``).
+
+Reads top to bottom: set-up, loop (one step = Alg. 1 lines 5-13), report, snapshot. Per-step
+randomness is derived from (seed, rank, step) alone, so resuming from a snapshot continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from qac.data import ArrayDataset, open_dataset
+from qac.diffusion import denoising_loss
+from qac.errors import QACError
+from qac.train.checkpoint import load_snapshot, save_checkpoint
+from qac.train.config import TrainConfig, load_config
+from qac.train.distributed import DistInfo, all_reduce_sum, init_distributed
+from qac.train.ema import ema_beta, update_ema
+from qac.train.model import QACModel, build_model
+from qac.util import atomic_write_json, resolve_device
+
+
+class TrainingDiverged(QACError):
+    """The loss or gradients became NaN/Inf; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    run_dir: Path
+    step: int
+    loss: float
+    seconds: float
+
+
+class _LossModule(nn.Module):
+    """One forward for DDP: Alg. 1 lines 6-9 -> (per-element weighted loss, code indices or None)."""
+
+    def __init__(self, model: QACModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x0: Tensor, sigma: Tensor, noise: Tensor) -> tuple[Tensor, Tensor | None]:
+        y_q, idx = self.model.encode(x0) if self.model.conditional else (None, None)
+        return denoising_loss(self.model, x0, sigma, noise, y_q), idx
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """A 63-bit seed for one (seed, rank, step); all per-step randomness derives from it."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(2, dtype=np.uint32).astype(np.uint64)
+               .dot([1 << 31, 1]))
+
+
+def batch_indices(step: int, batch: int, n: int, seed: int, info: DistInfo) -> Tensor:
+    """Dataset indices of this rank's share of global batch ``step``: epochs of seeded permutations."""
+    per_rank = batch // info.world_size
+    start = step * batch + info.rank * per_rank
+    js = torch.arange(start, start + per_rank)
+    epochs = js // n
+    out = torch.empty_like(js)
+    for e in epochs.unique().tolist():
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + e))
+        sel = epochs == e
+        out[sel] = perm[js[sel] % n]
+    return out
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``cfg.lr`` over ``lr_warmup_steps`` steps, then constant (EDM)."""
+    return cfg.lr * min((step + 1) / max(cfg.lr_warmup_steps, 1), 1.0)
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+          data: ArrayDataset | None = None) -> TrainSummary:
+    """Train (or resume) a run in ``run_dir``; returns a summary. See :class:`TrainConfig`."""
+    run_dir = Path(run_dir)
+    cfg, snap = _prepare_run(cfg, run_dir, resume)
+    info = init_distributed(cfg.device)
+    device = resolve_device(f"cuda:{info.local_rank}" if info.enabled and torch.cuda.is_available()
+                            else cfg.device)
+    if cfg.batch_size % info.world_size:
+        raise QACError(f"batch size {cfg.batch_size} is not divisible by {info.world_size} processes")
+    data = data or open_dataset(cfg.data, resolution=cfg.resolution, max_items=cfg.max_items, seed=cfg.seed)
+    images = data.as_float()
+    model = build_model(cfg.model, data.kind, data.shape).to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    codes = torch.zeros(cfg.model.codebook_size, dtype=torch.float64, device=device) if model.conditional else None
+    step = 0
+    if snap is not None:
+        model.load_state_dict(snap.model)
+        ema.load_state_dict(snap.ema)
+        state = snap.resume_state()
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        if codes is not None:
+            codes.copy_(snap.code_weights)
+    loss_module: nn.Module = _LossModule(model)
+    if info.enabled:
+        loss_module = nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / "config.json", cfg.to_dict())
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and info.is_main), unit="step",
+               dynamic_ncols=True, desc="train")
+    t0, window, last_loss = time.perf_counter(), [], float("nan")
+    t_window = t0
+    while step < cfg.steps:
+        loss, idx, grad_norm = _train_step(loss_module, opt, images, step, cfg, info, device)
+        if not np.isfinite(loss) or not np.isfinite(grad_norm):
+            raise TrainingDiverged(
+                f"training diverged at step {step} (loss={loss}, grad norm={grad_norm}); "
+                f"the last good checkpoint in {run_dir} is kept — lower --lr or resume from it")
+        nimg = step * cfg.batch_size
+        beta = ema_beta(nimg, cfg.batch_size, cfg.ema_halflife_img, cfg.ema_rampup_ratio)
+        update_ema(ema, model, beta)  # Alg. 1 line 11
+        if codes is not None:  # Alg. 1 lines 12-13, counts all-reduced across ranks
+            counts = all_reduce_sum(torch.bincount(idx, minlength=codes.numel()).to(codes.dtype), info)
+            codes.mul_(beta).add_(counts, alpha=1 - beta)
+        step += 1
+        window.append(loss)
+        last_loss = loss
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.perf_counter()
+            stats = _report(step, window, now - t_window, cfg, beta, grad_norm, idx, codes)
+            t_window, window = now, []
+            bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{stats['img_per_s']:.0f}")
+            if info.is_main:
+                with open(run_dir / "stats.jsonl", "a") as fh:
+                    fh.write(json.dumps(stats) + "\n")
+        if info.is_main and (step % cfg.grid_every == 0 or step == cfg.steps):
+            _save_grid(ema, codes, cfg, run_dir, step, device)
+        if info.is_main and (step % cfg.snapshot_every == 0 or step == cfg.steps):
+            save_checkpoint(run_dir, model=model, ema=ema, code_weights=codes,
+                            resume={"optimizer": opt.state_dict(), "step": step},
+                            meta={"step": step, "nimg": step * cfg.batch_size, "time": time.time(),
+                                  "data_kind": data.kind, "item_shape": list(data.shape)})
+    bar.close()
+    return TrainSummary(run_dir, step, last_loss, time.perf_counter() - t0)
+
+
+def _prepare_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[TrainConfig, Any]:
+    """Validate; on resume, take the saved config (only ``steps`` may change) and the snapshot."""
+    if not resume:
+        if (run_dir / "checkpoint").exists():
+            raise QACError(f"{run_dir} already holds a run; pass --resume to continue it or pick a new --out")
+        return cfg.validate(), None
+    saved = load_config(run_dir / "config.json")
+    snap = load_snapshot(run_dir)
+    return saved.replace(steps=cfg.steps).validate(), snap
+
+
+def _train_step(loss_module: nn.Module, opt: torch.optim.Optimizer, images: Tensor, step: int,
+                cfg: TrainConfig, info: DistInfo, device: torch.device) -> tuple[float, Tensor | None, float]:
+    """One optimizer step (Alg. 1 lines 5-10); all randomness from :func:`step_seed`."""
+    seed = step_seed(cfg.seed, info.rank, step)
+    torch.manual_seed(seed)  # dropout and anything else using the global generator
+    cpu_gen = torch.Generator().manual_seed(seed)
+    x0 = images[batch_indices(step, cfg.batch_size, len(images), cfg.seed, info)]
+    if cfg.xflip and x0.ndim == 4:
+        flip = torch.rand(len(x0), generator=cpu_gen) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+    x0 = x0.to(device, non_blocking=True)
+    model = loss_module.module if isinstance(loss_module, nn.parallel.DistributedDataParallel) else loss_module
+    sigma = model.model.formulation.sample_sigma(len(x0), cpu_gen, device)
+    noise = torch.randn(x0.shape, generator=cpu_gen).to(device)
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, cfg)
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, enabled=cfg.amp and device.type == "cuda"):
+        loss_el, idx = loss_module(x0, sigma, noise)
+    (loss_el.sum() / len(x0)).backward()
+    grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None]))
+    opt.step()
+    return float(loss_el.detach().mean()), idx, grad_norm
+
+
+def _report(step: int, window: list[float], seconds: float, cfg: TrainConfig, beta: float, grad_norm: float,
+            idx: Tensor | None, codes: Tensor | None) -> dict[str, Any]:
+    stats: dict[str, Any] = {
+        "step": step, "nimg": step * cfg.batch_size, "loss": float(np.mean(window)), "lr": lr_at(step - 1, cfg),
+        "ema_beta": beta, "grad_norm": grad_norm, "img_per_s": len(window) * cfg.batch_size / max(seconds, 1e-9),
+    }
+    if codes is not None and idx is not None:
+        p = codes / codes.sum().clamp(min=1e-12)
+        nz = p[p > 0]
+        stats["codes_in_batch"] = int(idx.unique().numel())
+        stats["codes_used"] = int((codes > 1e-3 * codes.max()).sum())
+        stats["code_perplexity"] = float(torch.exp(-(nz * nz.log()).sum()))
+    return stats
+
+
+def _save_grid(ema: QACModel, codes: Tensor | None, cfg: TrainConfig, run_dir: Path, step: int,
+               device: torch.device) -> None:
+    from qac.generate import generate
+    from qac.viz import save_samples_picture
+
+    seeds = list(range(cfg.grid_size))
+    out = generate(ema, seeds, code_weights=codes, solver="heun", steps=cfg.grid_steps, device=device)
+    scale = max(1, 128 // ema.item_shape[-1]) if len(ema.item_shape) == 3 else 1
+    save_samples_picture(out.samples, run_dir / "samples" / f"grid-{step:06d}.png", scale=scale)

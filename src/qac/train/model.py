@@ -1,0 +1,93 @@
+"""The trainable pair of Algorithm 1: denoiser D_theta and (optionally) the condition encoder E_phi.
+
+One module holds both, so that a single optimizer, one EMA copy and one checkpoint cover theta and phi.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from qac.conditions import build_encoder, code_to_input, codes_to_index, fsq_quantize
+from qac.diffusion import Denoiser, get_formulation
+from qac.errors import QACError
+from qac.nn import MLPConfig, build_backbone, unet_preset
+from qac.train.config import ModelConfig
+
+
+class QACModel(nn.Module):
+    """Denoiser plus optional QAC encoder.
+
+    ``encode(x0)`` gives the straight-through quantized code y_q in {0..L-1}^d (float, differentiable
+    w.r.t. the encoder through the STE) and its mixed-radix index; ``forward(x, sigma, y_q)`` is the
+    conditional denoiser D(x, sigma, y_q) (y_q ignored/None for the baseline).
+    """
+
+    def __init__(self, denoiser: Denoiser, encoder: nn.Module | None, levels: int, code_dim: int,
+                 item_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+        self.encoder = encoder
+        self.levels = levels
+        self.code_dim = code_dim if encoder is not None else 0
+        self.item_shape = tuple(item_shape)
+
+    @property
+    def formulation(self):
+        return self.denoiser.formulation
+
+    @property
+    def conditional(self) -> bool:
+        return self.encoder is not None
+
+    def encode(self, x0: Tensor) -> tuple[Tensor, Tensor]:
+        """Paper Alg. 1 lines 6-7: y = E_phi(x0), y_q = y + sg(floor(L sigmoid(y)) - y); returns (y_q, index)."""
+        if self.encoder is None:
+            raise QACError("this model has no condition encoder (trained with --cond none)")
+        y = self.encoder(x0.to(torch.float32))
+        y_q = fsq_quantize(y, self.levels)
+        return y_q, codes_to_index(y_q.detach(), self.levels)
+
+    def forward(self, x: Tensor, sigma: Tensor | float, y_q: Tensor | None = None, **kwargs) -> Tensor:
+        code = None
+        if self.encoder is not None:
+            if y_q is None:
+                raise ValueError("a QAC model needs a code y_q")
+            code = code_to_input(y_q, self.levels)
+        return self.denoiser(x, sigma, code, **kwargs)
+
+
+def resolve_arch(cfg: ModelConfig, kind: str, item_shape: tuple[int, ...]) -> str:
+    """The backbone name for ``arch='auto'``: ``mlp`` for points, ``digits`` up to 16 px, else ``tiny``."""
+    if cfg.arch != "auto":
+        return cfg.arch
+    if kind == "points":
+        return "mlp"
+    return "digits" if max(item_shape[1:]) <= 16 else "tiny"
+
+
+def build_model(cfg: ModelConfig, kind: str, item_shape: tuple[int, ...]) -> QACModel:
+    """Build a :class:`QACModel` for data items of ``item_shape`` ([C,H,W] images or [D] points)."""
+    arch = resolve_arch(cfg, kind, item_shape)
+    code_dim = cfg.code_dim if cfg.cond == "qac" else 0
+    if arch == "mlp":
+        if kind != "points":
+            raise QACError("arch 'mlp' is for 2-D/point data; use a U-Net preset for images")
+        overrides = {} if cfg.model_channels is None else {"hidden": cfg.model_channels}
+        net_cfg = MLPConfig(dim=item_shape[0], code_dim=code_dim, **overrides)
+    else:
+        if kind != "image":
+            raise QACError(f"arch {arch!r} is a U-Net for images; use --arch mlp for point data")
+        c, h, w = item_shape
+        if h != w:
+            raise QACError(f"images must be square, got {h}x{w}")
+        overrides = {"img_resolution": h, "in_channels": c, "out_channels": c, "code_dim": code_dim}
+        if cfg.dropout is not None:
+            overrides["dropout"] = cfg.dropout
+        if cfg.model_channels is not None:
+            overrides["model_channels"] = cfg.model_channels
+        net_cfg = unet_preset(arch, **overrides)
+    backbone = build_backbone(net_cfg)
+    denoiser = Denoiser(backbone, get_formulation(cfg.formulation))
+    encoder = build_encoder(net_cfg, cfg.code_dim) if cfg.cond == "qac" else None
+    return QACModel(denoiser, encoder, cfg.levels, cfg.code_dim, item_shape)

@@ -1,0 +1,93 @@
+"""Loading a trained run folder for sampling, analysis and offline code collection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from qac.data import ArrayDataset, open_dataset
+from qac.errors import QACError
+from qac.train.checkpoint import (
+    load_offline_codes,
+    load_snapshot,
+    save_offline_codes,
+)
+from qac.train.config import TrainConfig, load_config
+from qac.train.model import QACModel, build_model
+from qac.util import resolve_device
+
+
+@dataclass
+class LoadedRun:
+    """A run folder opened for inference: the (EMA) model on a device, its config and code weights."""
+
+    path: Path
+    config: TrainConfig
+    model: QACModel
+    step: int
+    online_weights: torch.Tensor | None
+
+    def code_weights(self, source: str = "online") -> torch.Tensor | None:
+        """Code weights to sample codes from: ``online`` (Alg. 1 EMA histogram) or ``offline`` (collect)."""
+        if not self.model.conditional:
+            return None
+        if source == "online":
+            return self.online_weights
+        if source == "offline":
+            return load_offline_codes(self.path)
+        raise QACError(f"code weights must be 'online' or 'offline', got {source!r}")
+
+    def dataset(self) -> ArrayDataset:
+        c = self.config
+        return open_dataset(c.data, resolution=c.resolution, max_items=c.max_items, seed=c.seed)
+
+
+def load_run(run_dir: str | Path, *, device: str | torch.device | None = "auto", ema: bool = True) -> LoadedRun:
+    """Open ``run_dir`` (written by :func:`qac.train.train`) with EMA weights unless ``ema=False``.
+
+    Example (after ``qac train --out runs/x``)::
+
+        run = load_run("runs/x")
+        out = qac.generate.generate(run.model, range(16), code_weights=run.code_weights())
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise QACError(f"run folder {run_dir} does not exist")
+    cfg = load_config(run_dir / "config.json")
+    snap = load_snapshot(run_dir)
+    kind, shape = _data_signature(snap.meta, cfg)
+    model = build_model(cfg.model, kind, shape)
+    model.load_state_dict(snap.ema if ema else snap.model)
+    model.to(resolve_device(device)).eval().requires_grad_(False)
+    return LoadedRun(run_dir, cfg, model, int(snap.meta["step"]), snap.code_weights)
+
+
+def _data_signature(meta: dict, cfg: TrainConfig) -> tuple[str, tuple[int, ...]]:
+    if "data_kind" in meta:
+        return meta["data_kind"], tuple(meta["item_shape"])
+    data = open_dataset(cfg.data, resolution=cfg.resolution, max_items=cfg.max_items, seed=cfg.seed)
+    return data.kind, tuple(data.shape)
+
+
+@torch.no_grad()
+def collect_codes(model: QACModel, data: ArrayDataset, *, batch_size: int = 256,
+                  progress: bool = True) -> torch.Tensor:
+    """Offline collection (paper §3.3): histogram of code indices of the whole dataset under the encoder."""
+    if not model.conditional:
+        raise QACError("offline collection needs a QAC model (this run was trained with --cond none)")
+    device = next(model.parameters()).device
+    counts = torch.zeros(model.levels**model.code_dim, dtype=torch.float64)
+    images = data.as_float()
+    for lo in tqdm(range(0, len(images), batch_size), disable=not progress, desc="collect", unit="batch"):
+        _, idx = model.encode(images[lo:lo + batch_size].to(device))
+        counts += torch.bincount(idx.cpu(), minlength=counts.numel()).double()
+    return counts
+
+
+def collect_run(run: LoadedRun, *, batch_size: int = 256, progress: bool = True) -> Path:
+    """Encode the run's training set with its EMA encoder and store the offline histogram beside it."""
+    counts = collect_codes(run.model, run.dataset(), batch_size=batch_size, progress=progress)
+    return save_offline_codes(run.path, counts, {"step": run.step, "items": int(counts.sum())})
