@@ -7,7 +7,8 @@ its code), never on the batch size.
 >>> import torch
 >>> from qac.train import ModelConfig, build_model
 >>> model = build_model(ModelConfig(arch="mlp", cond="qac", code_dim=3), "points", (2,))
->>> w = torch.ones(8, dtype=torch.float64)
+>>> from qac.conditions import CodeWeights
+>>> w = CodeWeights(2, 3); w.update(torch.arange(8), decay=0.0)
 >>> out = generate(model, [0, 1, 2], code_weights=w, solver="euler", steps=4)
 >>> out.samples.shape, out.indices.shape
 (torch.Size([3, 2]), torch.Size([3]))
@@ -50,12 +51,7 @@ class Generated:
     trajectory: Tensor | None = None
 
 
-def draw_indices(seeds: Sequence[int], weights: Tensor, levels: int, code_dim: int) -> Tensor:
-    """Code index per seed ~ Categorical(w / sum w), reproducible per seed (SPEC §3 sampling)."""
-    return CodeWeights.from_weights(weights, levels, code_dim).sample(seeds)
-
-
-def generate(model: QACModel, seeds: Sequence[int], *, code_weights: Tensor | None = None,
+def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights | None = None,
              indices: Tensor | None = None, solver: str = "heun", steps: int | None = None,
              nfe: int | None = None, batch_size: int = 256, device: torch.device | None = None,
              return_trajectory: bool = False, progress: Callable[[int], None] | None = None,
@@ -73,7 +69,7 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: Tensor | No
         if indices is None:
             if code_weights is None:
                 raise QACError("a QAC model needs code weights or fixed code indices to sample")
-            indices = draw_indices(seeds, code_weights, model.levels, model.code_dim)
+            indices = code_weights.sample(seeds=seeds)  # index ~ Categorical(w / sum w), per seed
         indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
         if indices.numel() == 1:
             indices = indices.expand(len(seeds))

@@ -41,7 +41,7 @@ def _state_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(run_dir: str | Path, *, model: nn.Module, ema: nn.Module,
-                    code_weights: torch.Tensor | None, resume: dict[str, Any], meta: dict[str, Any]) -> Path:
+                    code_weights: dict[str, torch.Tensor] | None, resume: dict[str, Any], meta: dict[str, Any]) -> Path:
     """Write a complete snapshot to ``run_dir/checkpoint`` crash-safely; returns its path."""
     run_dir = Path(run_dir)
     tmp, final, old = run_dir / f"{CKPT}.tmp", run_dir / CKPT, run_dir / f"{CKPT}.old"
@@ -50,7 +50,8 @@ def save_checkpoint(run_dir: str | Path, *, model: nn.Module, ema: nn.Module,
     save_file(_state_tensors(model), str(tmp / "model.safetensors"))
     save_file(_state_tensors(ema), str(tmp / "ema.safetensors"))
     if code_weights is not None:
-        save_file({"weights": code_weights.detach().cpu().contiguous()}, str(tmp / "codes.safetensors"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in code_weights.items()},
+                  str(tmp / "codes.safetensors"))
     atomic_torch_save(tmp / "resume.pt", resume)
     atomic_write_json(tmp / "meta.json", meta)
     _fsync_dir(tmp)
@@ -90,7 +91,7 @@ class Snapshot:
 
     model: dict[str, torch.Tensor]
     ema: dict[str, torch.Tensor]
-    code_weights: torch.Tensor | None
+    code_weights: dict[str, torch.Tensor] | None
     meta: dict[str, Any]
     path: Path
 
@@ -105,24 +106,24 @@ def load_snapshot(run_dir: str | Path) -> Snapshot:
     return Snapshot(
         model=load_file(str(path / "model.safetensors")),
         ema=load_file(str(path / "ema.safetensors")),
-        code_weights=load_file(str(codes))["weights"] if codes.exists() else None,
+        code_weights=load_file(str(codes)) if codes.exists() else None,
         meta=json.loads((path / "meta.json").read_text()),
         path=path,
     )
 
 
-def save_offline_codes(run_dir: str | Path, weights: torch.Tensor, meta: dict[str, Any]) -> Path:
+def save_offline_codes(run_dir: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """Store the offline code histogram next to the online weights (``codes_offline.safetensors``)."""
     path = Path(run_dir) / "codes_offline.safetensors"
     tmp = path.with_suffix(".tmp")
-    save_file({"weights": weights.detach().cpu().double().contiguous()}, str(tmp),
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp),
               metadata={k: str(v) for k, v in meta.items()})
     os.replace(tmp, path)
     return path
 
 
-def load_offline_codes(run_dir: str | Path) -> torch.Tensor:
+def load_offline_codes(run_dir: str | Path) -> dict[str, torch.Tensor]:
     path = Path(run_dir) / "codes_offline.safetensors"
     if not path.exists():
         raise QACError(f"no offline code weights in {run_dir}: run `qac collect --run {run_dir}` first")
-    return load_file(str(path))["weights"]
+    return load_file(str(path))

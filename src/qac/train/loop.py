@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from qac.conditions import CodeWeights
 from qac.data import ArrayDataset, open_dataset
 from qac.diffusion import denoising_loss
 from qac.errors import QACError
@@ -93,7 +94,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     model = build_model(cfg.model, data.kind, data.shape).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-    codes = torch.zeros(cfg.model.codebook_size, dtype=torch.float64, device=device) if model.conditional else None
+    codes = CodeWeights(cfg.model.levels, cfg.model.code_dim, device=device) if model.conditional else None
     step = 0
     if snap is not None:
         model.load_state_dict(snap.model)
@@ -102,7 +103,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
         if codes is not None:
-            codes.copy_(snap.code_weights)
+            codes.load_state_dict(snap.code_weights)
     loss_module: nn.Module = _LossModule(model)
     if info.enabled:
         loss_module = nn.parallel.DistributedDataParallel(
@@ -124,8 +125,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         beta = ema_beta(nimg, cfg.batch_size, cfg.ema_halflife_img, cfg.ema_rampup_ratio)
         update_ema(ema, model, beta)  # Alg. 1 line 11
         if codes is not None:  # Alg. 1 lines 12-13, counts all-reduced across ranks
-            counts = all_reduce_sum(torch.bincount(idx, minlength=codes.numel()).to(codes.dtype), info)
-            codes.mul_(beta).add_(counts, alpha=1 - beta)
+            codes.update_counts(all_reduce_sum(codes.batch_counts(idx), info), beta)
         step += 1
         window.append(loss)
         last_loss = loss
@@ -141,7 +141,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         if info.is_main and (step % cfg.grid_every == 0 or step == cfg.steps):
             _save_grid(ema, codes, cfg, run_dir, step, device)
         if info.is_main and (step % cfg.snapshot_every == 0 or step == cfg.steps):
-            save_checkpoint(run_dir, model=model, ema=ema, code_weights=codes,
+            save_checkpoint(run_dir, model=model, ema=ema, code_weights=None if codes is None else codes.state_dict(),
                             resume={"optimizer": opt.state_dict(), "step": step},
                             meta={"step": step, "nimg": step * cfg.batch_size, "time": time.time(),
                                   "data_kind": data.kind, "item_shape": list(data.shape)})
@@ -186,21 +186,19 @@ def _train_step(loss_module: nn.Module, opt: torch.optim.Optimizer, images: Tens
 
 
 def _report(step: int, window: list[float], seconds: float, cfg: TrainConfig, beta: float, grad_norm: float,
-            idx: Tensor | None, codes: Tensor | None) -> dict[str, Any]:
+            idx: Tensor | None, codes: CodeWeights | None) -> dict[str, Any]:
     stats: dict[str, Any] = {
         "step": step, "nimg": step * cfg.batch_size, "loss": float(np.mean(window)), "lr": lr_at(step - 1, cfg),
         "ema_beta": beta, "grad_norm": grad_norm, "img_per_s": len(window) * cfg.batch_size / max(seconds, 1e-9),
     }
     if codes is not None and idx is not None:
-        p = codes / codes.sum().clamp(min=1e-12)
-        nz = p[p > 0]
         stats["codes_in_batch"] = int(idx.unique().numel())
-        stats["codes_used"] = int((codes > 1e-3 * codes.max()).sum())
-        stats["code_perplexity"] = float(torch.exp(-(nz * nz.log()).sum()))
+        stats["codes_used"] = codes.num_used(1e-3)
+        stats["code_perplexity"] = codes.perplexity()
     return stats
 
 
-def _save_grid(ema: QACModel, codes: Tensor | None, cfg: TrainConfig, run_dir: Path, step: int,
+def _save_grid(ema: QACModel, codes: CodeWeights | None, cfg: TrainConfig, run_dir: Path, step: int,
                device: torch.device) -> None:
     from qac.generate import generate
     from qac.viz import save_samples_picture

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from qac.conditions import CodeWeights
 from qac.data import ArrayDataset, open_dataset
 from qac.errors import QACError
 from qac.train.checkpoint import (
@@ -28,16 +29,16 @@ class LoadedRun:
     config: TrainConfig
     model: QACModel
     step: int
-    online_weights: torch.Tensor | None
+    online_weights: CodeWeights | None
 
-    def code_weights(self, source: str = "online") -> torch.Tensor | None:
+    def code_weights(self, source: str = "online") -> CodeWeights | None:
         """Code weights to sample codes from: ``online`` (Alg. 1 EMA histogram) or ``offline`` (collect)."""
         if not self.model.conditional:
             return None
         if source == "online":
             return self.online_weights
         if source == "offline":
-            return load_offline_codes(self.path)
+            return CodeWeights.from_state_dict(load_offline_codes(self.path), self.online_weights.weights.device)
         raise QACError(f"code weights must be 'online' or 'offline', got {source!r}")
 
     def dataset(self) -> ArrayDataset:
@@ -62,7 +63,10 @@ def load_run(run_dir: str | Path, *, device: str | torch.device | None = "auto",
     model = build_model(cfg.model, kind, shape)
     model.load_state_dict(snap.ema if ema else snap.model)
     model.to(resolve_device(device)).eval().requires_grad_(False)
-    return LoadedRun(run_dir, cfg, model, int(snap.meta["step"]), snap.code_weights)
+    codes = None
+    if snap.code_weights is not None:
+        codes = CodeWeights.from_state_dict(snap.code_weights, device=next(model.parameters()).device)
+    return LoadedRun(run_dir, cfg, model, int(snap.meta["step"]), codes)
 
 
 def _data_signature(meta: dict, cfg: TrainConfig) -> tuple[str, tuple[int, ...]]:
@@ -74,20 +78,20 @@ def _data_signature(meta: dict, cfg: TrainConfig) -> tuple[str, tuple[int, ...]]
 
 @torch.no_grad()
 def collect_codes(model: QACModel, data: ArrayDataset, *, batch_size: int = 256,
-                  progress: bool = True) -> torch.Tensor:
+                  progress: bool = True) -> CodeWeights:
     """Offline collection (paper §3.3): histogram of code indices of the whole dataset under the encoder."""
     if not model.conditional:
         raise QACError("offline collection needs a QAC model (this run was trained with --cond none)")
     device = next(model.parameters()).device
-    counts = torch.zeros(model.levels**model.code_dim, dtype=torch.float64)
+    hist = CodeWeights(model.levels, model.code_dim)
     images = data.as_float()
     for lo in tqdm(range(0, len(images), batch_size), disable=not progress, desc="collect", unit="batch"):
         _, idx = model.encode(images[lo:lo + batch_size].to(device))
-        counts += torch.bincount(idx.cpu(), minlength=counts.numel()).double()
-    return counts
+        hist.weights += hist.batch_counts(idx.cpu())
+    return hist
 
 
 def collect_run(run: LoadedRun, *, batch_size: int = 256, progress: bool = True) -> Path:
     """Encode the run's training set with its EMA encoder and store the offline histogram beside it."""
-    counts = collect_codes(run.model, run.dataset(), batch_size=batch_size, progress=progress)
-    return save_offline_codes(run.path, counts, {"step": run.step, "items": int(counts.sum())})
+    hist = collect_codes(run.model, run.dataset(), batch_size=batch_size, progress=progress)
+    return save_offline_codes(run.path, hist.state_dict(), {"step": run.step, "items": int(hist.total())})

@@ -1,0 +1,104 @@
+"""``qac train``, ``qac collect`` and ``qac info``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from qac.cli import main
+from qac.errors import QACError
+
+
+@main.command()
+@click.option("--data", default="digits", help="Dataset: digits, digits16, toy:moons (8gaussians, checkerboard, "
+              "spirals, rings), an image folder, an EDM-style .zip or an .npz array.")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Run folder to create.")
+@click.option("--arch", default="auto", help="U-Net preset (digits, digits16, mnist, tiny, cifar10, ffhq64, "
+              "afhq64) or mlp for points; auto picks by data.")
+@click.option("--formulation", type=click.Choice(["edm", "vp", "ve", "rf"]), default="edm",
+              help="Preconditioning and loss.")
+@click.option("--cond", type=click.Choice(["qac", "none"]), default="qac", help="QAC codes or a plain baseline.")
+@click.option("--levels", type=int, default=2, help="FSQ levels L per code channel.")
+@click.option("--code-dim", type=int, default=8, help="Code channels d; codebook size L^d.")
+@click.option("--steps", type=int, default=2000, help="Total optimizer steps (with --resume: the new total).")
+@click.option("--batch", "batch_size", type=int, default=64, help="Global batch size.")
+@click.option("--lr", type=float, default=1e-3, help="Adam learning rate after warm-up.")
+@click.option("--warmup", "lr_warmup_steps", type=int, default=200, help="Linear learning-rate warm-up steps.")
+@click.option("--ema-halflife", "ema_halflife_img", type=float, default=500_000.0,
+              help="EMA half-life in images (EDM: 0.5 Mimg), ramped up as 0.05 x images seen.")
+@click.option("--xflip/--no-xflip", default=False, help="Random horizontal flips of training images.")
+@click.option("--resolution", type=int, default=None, help="Resize images to this size.")
+@click.option("--max-items", type=int, default=None, help="Use at most this many training items.")
+@click.option("--dropout", type=float, default=None, help="Override the preset's dropout.")
+@click.option("--channels", "model_channels", type=int, default=None, help="Override the preset's base width.")
+@click.option("--seed", type=int, default=0, help="Seed for data order, noise and initialisation.")
+@click.option("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto.")
+@click.option("--amp/--no-amp", default=False, help="Mixed precision on CUDA.")
+@click.option("--log-every", type=int, default=50, help="Steps between stats.jsonl lines.")
+@click.option("--snapshot-every", type=int, default=500, help="Steps between checkpoints.")
+@click.option("--grid-every", type=int, default=500, help="Steps between sample grids.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def train(out: str, resume: bool, progress: bool, **opts) -> None:
+    """Train a QAC (paper Algorithm 1) or baseline diffusion model."""
+    import torch
+
+    from qac.train import ModelConfig, TrainConfig
+    from qac.train import train as run_training
+
+    model_keys = ("arch", "formulation", "cond", "levels", "code_dim", "dropout", "model_channels")
+    model = ModelConfig(**{k: opts.pop(k) for k in model_keys})
+    cfg = TrainConfig(model=model, **opts)
+    try:
+        summary = run_training(cfg, out, resume=resume, progress=progress)
+    except KeyboardInterrupt:
+        raise QACError(f"interrupted; the last checkpoint in {out} is intact (continue with --resume)") from None
+    del torch
+    click.echo(f"trained {summary.step} steps in {summary.seconds:.0f}s, final loss {summary.loss:.4f}; "
+               f"run folder: {summary.run_dir}")
+
+
+@main.command()
+@click.option("--run", "run_dir", type=click.Path(), required=True, help="Run folder.")
+@click.option("--batch", "batch_size", type=int, default=256, help="Encoder batch size.")
+@click.option("--device", default="auto", help="cpu, cuda, mps or auto.")
+@click.option("--progress/--no-progress", default=True)
+def collect(run_dir: str, batch_size: int, device: str, progress: bool) -> None:
+    """Offline code weights: encode the training set with the EMA encoder (paper §3.3)."""
+    from qac.train.run import collect_run, load_run
+
+    run = load_run(run_dir, device=device)
+    path = collect_run(run, batch_size=batch_size, progress=progress)
+    stats = run.code_weights("offline").stats()
+    click.echo(f"offline code weights: {int(stats['used'])} codes used of {int(stats['codebook'])}, "
+               f"perplexity {stats['perplexity']:.1f} -> {path}")
+
+
+@main.command()
+@click.option("--run", "run_dir", type=click.Path(), default=None, help="A run folder to describe.")
+@click.option("--arch", default=None, help="Describe a preset instead (with --data for its shape).")
+@click.option("--data", default=None, help="Data for --arch (default: the preset's own shape).")
+@click.option("--cond", type=click.Choice(["qac", "none"]), default="qac")
+@click.option("--levels", type=int, default=2)
+@click.option("--code-dim", type=int, default=8)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info(run_dir: str | None, arch: str | None, data: str | None, cond: str, levels: int, code_dim: int,
+         as_json: bool) -> None:
+    """Config, parameter counts and code-usage statistics of a run (or of a preset)."""
+    from qac.info import describe_preset, describe_run
+
+    if (run_dir is None) == (arch is None):
+        raise QACError("give exactly one of --run or --arch")
+    report = describe_run(Path(run_dir)) if run_dir else describe_preset(arch, data, cond, levels, code_dim)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    for key, value in report.items():
+        if isinstance(value, dict):
+            click.echo(f"{key}:")
+            for k, v in value.items():
+                click.echo(f"  {k}: {v}")
+        else:
+            click.echo(f"{key}: {value}")

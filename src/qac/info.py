@@ -1,0 +1,59 @@
+"""Descriptions of runs and presets for ``qac info``: config, parameter counts, code usage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qac.errors import QACError
+from qac.nn import UNET_PRESETS, count_params
+from qac.train.config import ModelConfig
+from qac.train.model import QACModel, build_model
+
+
+def param_counts(model: QACModel) -> dict[str, Any]:
+    """Parameters of the denoiser (incl. the code embedding), the encoder, and their ratio."""
+    den = count_params(model.denoiser)
+    enc = count_params(model.encoder) if model.encoder is not None else 0
+    emb = count_params(model.denoiser.backbone.map_code) if getattr(
+        model.denoiser.backbone, "map_code", None) is not None else 0
+    return {"denoiser": den, "code_embedding": emb, "denoiser_without_qac": den - emb, "encoder": enc,
+            "encoder_over_denoiser": enc / den if den else 0.0, "total": den + enc}
+
+
+def describe_preset(arch: str, data: str | None, cond: str, levels: int, code_dim: int) -> dict[str, Any]:
+    """Parameter counts of a preset, built on the meta device (no memory, instant even for 56M params)."""
+    if data is not None:
+        from qac.data import open_dataset
+
+        ds = open_dataset(data)
+        kind, shape = ds.kind, tuple(ds.shape)
+    elif arch == "mlp":
+        kind, shape = "points", (2,)
+    elif arch in UNET_PRESETS:
+        p = UNET_PRESETS[arch]
+        kind, shape = "image", (p.in_channels, p.img_resolution, p.img_resolution)
+    else:
+        raise QACError(f"unknown arch {arch!r}; choose mlp or one of {', '.join(UNET_PRESETS)}")
+    cfg = ModelConfig(arch=arch, cond=cond, levels=levels, code_dim=code_dim)
+    with torch.device("meta"):
+        model = build_model(cfg, kind, shape)
+    return {"arch": arch, "item_shape": list(shape), "cond": cond,
+            "codebook": levels**code_dim if cond == "qac" else 0, "params": param_counts(model)}
+
+
+def describe_run(run_dir: Path) -> dict[str, Any]:
+    """Config, step, parameter counts and code statistics (online and, if collected, offline)."""
+    from qac.train.run import load_run
+
+    run = load_run(run_dir, device="cpu")
+    report: dict[str, Any] = {"run": str(run_dir), "step": run.step, "params": param_counts(run.model),
+                              "config": json.loads((run_dir / "config.json").read_text())}
+    if run.model.conditional:
+        report["codes_online"] = run.code_weights("online").stats()
+        if (run_dir / "codes_offline.safetensors").exists():
+            report["codes_offline"] = run.code_weights("offline").stats()
+    return report
