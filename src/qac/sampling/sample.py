@@ -1,0 +1,135 @@
+"""``sample()``: schedule + unit noise + solver -> samples, with exact NFE accounting (SPEC §4)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from qac.errors import QACError
+from qac.sampling.registry import SolverEntry, get_solver
+from qac.sampling.schedules import make_sigmas
+from qac.sampling.solvers._common import Callback, Denoise
+from qac.util import state_dtype
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """What :func:`sample` returns.
+
+    ``samples``: [B, ...] in the state dtype (float64 except on MPS); ``nfe``: denoiser calls actually made;
+    ``sigmas``: the grid used ([steps + 1]); ``trajectory``: [steps + 1, B, ...] states at every grid sigma
+    (first = sigma_max * noise, last = samples) when requested, else ``None``.
+    """
+
+    samples: Tensor
+    nfe: int
+    sigmas: Tensor
+    solver: str
+    trajectory: Tensor | None = None
+
+    @property
+    def steps(self) -> int:
+        return len(self.sigmas) - 1
+
+
+class _CountingDenoise:
+    """Wraps a denoise function and counts its calls (one per network evaluation)."""
+
+    def __init__(self, fn: Denoise) -> None:
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
+        self.calls += 1
+        return self.fn(x, sigma)
+
+
+def steps_for_nfe(solver: str, nfe: int, *, afs: bool = False, final_zero: bool = False) -> int:
+    """The number of steps at which ``solver`` spends exactly ``nfe`` evaluations (QACError if none).
+
+    >>> steps_for_nfe("heun", 35, final_zero=True), steps_for_nfe("dpmpp_2m", 5, afs=True)
+    (18, 6)
+    """
+    entry = get_solver(solver)
+    if entry.nfe is None:
+        raise QACError(f"solver {solver!r} is adaptive: give steps (and rtol/atol), not nfe")
+    if isinstance(nfe, bool) or int(nfe) != nfe or nfe < 1:
+        raise QACError(f"nfe must be an integer >= 1, got {nfe!r}")
+    afs = afs and entry.afs
+    for steps in range(1, int(nfe) + 3):
+        if entry.nfe(steps, afs, final_zero) == nfe:
+            return steps
+    raise QACError(f"solver {solver!r} cannot spend exactly {nfe} evaluations (rule: {entry.nfe_rule}, "
+                   f"afs={afs}, final_zero={final_zero})")
+
+
+def _check_opts(entry: SolverEntry, opts: dict[str, Any]) -> None:
+    params = inspect.signature(entry.fn).parameters
+    allowed = [p for p in params if p not in ("denoise", "x", "sigmas", "callback", "afs", "generator")]
+    bad = [k for k in opts if k not in allowed]
+    if bad:
+        raise QACError(f"solver {entry.name!r} has no option {bad[0]!r} (options: {', '.join(allowed) or 'none'})")
+
+
+def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int | None = None,
+           nfe: int | None = None, schedule: str | Sequence[float] = "polynomial", sigma_min: float = 0.002,
+           sigma_max: float = 80.0, rho: float | None = None, afs: bool = False, final_zero: bool = False,
+           return_trajectory: bool = False, generator: torch.Generator | Sequence[torch.Generator] | None = None,
+           callback: Callback | None = None, **solver_opts: Any) -> SampleResult:
+    """Sample by integrating from ``sigma_max * noise`` down the schedule with ``solver``.
+
+    ``noise`` is UNIT Gaussian [B, ...] (e.g. :func:`qac.util.per_seed_randn`); the state is kept in
+    :func:`qac.util.state_dtype` of its device. Give ``steps`` (solver steps; the grid has steps + 1
+    points) or ``nfe`` (the step count that spends exactly that many denoiser calls). ``schedule`` is a
+    name (polynomial, logsnr, time_uniform) or a custom decreasing list of sigmas. ``rho=None`` uses the
+    schedule's default. ``afs`` replaces the first network call by the analytical first step (where the
+    solver supports it). ``final_zero`` appends sigma = 0. ``generator`` (one, or one per row) feeds the
+    stochastic solvers. Remaining keywords are solver options (e.g. ``max_order=3``, ``S_churn=40``).
+
+    >>> import torch
+    >>> res = sample(lambda x, s: torch.zeros_like(x), torch.ones(2, 3), solver="heun", nfe=8)
+    >>> res.nfe, res.steps, res.samples.dtype
+    (8, 4, torch.float64)
+    """
+    entry = get_solver(solver)
+    _check_opts(entry, solver_opts)
+    if afs and not entry.afs:
+        raise QACError(f"solver {solver!r} does not support the analytical first step (afs)")
+    custom = not isinstance(schedule, str)
+    if nfe is not None:
+        if steps is not None:
+            raise QACError("give either steps or nfe, not both")
+        if custom:
+            raise QACError("nfe cannot be chosen with a custom sigma list (its length fixes the steps)")
+        steps = steps_for_nfe(solver, nfe, afs=afs, final_zero=final_zero)
+    elif steps is None and not custom:
+        raise QACError("give steps or nfe")
+    dtype = state_dtype(noise.device)
+    sigmas = make_sigmas(schedule, steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
+                         final_zero=final_zero, device=noise.device, dtype=dtype)
+    counted = _CountingDenoise(denoise)
+    traj: list[Tensor] = []
+
+    def _callback(info: dict[str, Any]) -> None:
+        if return_trajectory:
+            traj.append(info["x"])
+        if callback is not None:
+            callback(info)
+
+    opts = dict(solver_opts)
+    if entry.afs:
+        opts["afs"] = afs
+    if entry.stochastic:
+        opts["generator"] = generator
+    x = noise.to(dtype) * sigmas[0]
+    out = entry.fn(counted, x, sigmas, callback=_callback, **opts)  # caller decides about no_grad
+    zero = bool(sigmas[-1] == 0)
+    if entry.nfe is not None and counted.calls != entry.nfe(len(sigmas) - 1, afs, zero):
+        raise RuntimeError(f"{solver}: counted {counted.calls} evaluations, rule says "
+                           f"{entry.nfe(len(sigmas) - 1, afs, zero)}")
+    trajectory = torch.stack(traj + [out]) if return_trajectory else None
+    return SampleResult(samples=out, nfe=counted.calls, sigmas=sigmas, solver=solver, trajectory=trajectory)

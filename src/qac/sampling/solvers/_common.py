@@ -1,0 +1,84 @@
+"""Shared pieces of every solver: the first evaluation (with AFS), thresholding, callback, noise.
+
+Conventions (SPEC §4, reference ``edm_diffsampler.md`` §2.3): the state ``x`` lives in sigma-space,
+``x_sigma = x0 + sigma * n``; the probability-flow ODE is ``dx/dsigma = d = (x - D(x; sigma)) / sigma``;
+``lambda = -ln sigma``. Solvers never modify tensors in place, so a callback may keep references.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Denoise = Callable[[Tensor, Tensor], Tensor]
+Callback = Callable[[dict[str, Any]], None]
+Generator = torch.Generator | Sequence[torch.Generator] | None
+
+
+def afs_denoised(x: Tensor, sigma: float) -> Tensor:
+    """Analytical first step (AFS): the denoised estimate that replaces the first network call.
+
+    The slope is ``d0 = x / sqrt(1 + sigma^2)`` (the data mean is ~0 at sigma_max, so D ~ 0), hence
+    ``D = x - sigma * d0``. Saves one NFE.
+    """
+    return x * (1.0 - sigma / math.sqrt(1.0 + sigma * sigma))
+
+
+def first_denoised(denoise: Denoise, x: Tensor, sigma: Tensor, sigma_f: float, afs: bool) -> Tensor:
+    """``D(x; sigma)`` in the state dtype, or the AFS estimate when ``afs`` is set."""
+    if afs:
+        return afs_denoised(x, sigma_f)
+    return denoise(x, sigma).to(x.dtype)
+
+
+def call(denoise: Denoise, x: Tensor, sigma: Tensor) -> Tensor:
+    """One network evaluation, cast back to the state dtype."""
+    return denoise(x, sigma).to(x.dtype)
+
+
+def threshold(denoised: Tensor, quantile: float | None) -> Tensor:
+    """Dynamic thresholding (Imagen / DPM-Solver++) of a data prediction, per sample.
+
+    ``s = max(quantile(|D|, q), 1)`` over each sample's entries; ``D <- clamp(D, -s, s) / s``. For images in
+    [-1, 1] this is essentially a clamp. ``quantile=None`` (the default everywhere) leaves ``D`` unchanged.
+    """
+    if quantile is None:
+        return denoised
+    flat = denoised.reshape(denoised.shape[0], -1).abs()
+    s = torch.quantile(flat, float(quantile), dim=1).clamp(min=1.0)
+    s = s.reshape((-1,) + (1,) * (denoised.dim() - 1))
+    return torch.maximum(torch.minimum(denoised, s), -s) / s
+
+
+def report(callback: Callback | None, i: int, sigma: float, sigma_next: float, x: Tensor,
+           denoised: Tensor) -> None:
+    """Call ``callback`` with the state at the start of step ``i`` and the denoised value used there."""
+    if callback is not None:
+        callback({"i": i, "sigma": sigma, "sigma_next": sigma_next, "x": x, "denoised": denoised})
+
+
+def randn_like(x: Tensor, generator: Generator) -> Tensor:
+    """Unit Gaussian noise shaped like ``x``.
+
+    ``generator`` may be ``None`` (global RNG), one ``torch.Generator`` for the whole batch, or one
+    generator per row (then row k depends only on generator k, whatever the batch size: SPEC §0).
+    Noise is drawn in float32 on the generator's device and cast, as :func:`qac.util.per_seed_randn`.
+    """
+    if generator is None:
+        return torch.randn(x.shape, device=x.device, dtype=torch.float32).to(x.dtype)
+    if isinstance(generator, torch.Generator):
+        return torch.randn(x.shape, generator=generator, device=generator.device).to(x)
+    gens = list(generator)
+    if len(gens) != x.shape[0]:
+        raise ValueError(f"got {len(gens)} generators for a batch of {x.shape[0]}")
+    rows = [torch.randn(x.shape[1:], generator=g, device=g.device).to(x) for g in gens]
+    return torch.stack(rows)
+
+
+def as_floats(sigmas: Tensor) -> list[float]:
+    """The sigma grid as Python floats (one host sync per call; coefficients are computed from it)."""
+    return [float(s) for s in sigmas.detach().cpu().tolist()]
