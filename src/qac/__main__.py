@@ -1,0 +1,5 @@
+"""``python -m qac`` = the ``qac`` command."""
+
+from qac.cli import main
+
+main()

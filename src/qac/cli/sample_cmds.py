@@ -1,0 +1,119 @@
+"""``qac sample``: images (or points) from a trained run with any registered solver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from qac.cli import main
+from qac.errors import QACError
+
+
+def parse_solver_opts(items: tuple[str, ...]) -> dict[str, float | int | str]:
+    """``("S_churn=40", "max_order=3")`` -> ``{"S_churn": 40.0, "max_order": 3}``."""
+    opts: dict[str, float | int | str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise QACError(f"solver option {item!r} must look like NAME=VALUE")
+        for cast in (int, float):
+            try:
+                opts[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            opts[key] = value
+    return opts
+
+
+@main.command()
+@click.option("--run", "run_dir", type=click.Path(), required=True, help="Run folder from `qac train`.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: RUN/samples/<solver>-nfe<N>).")
+@click.option("--seeds", default="0-63", help="Seeds, e.g. 0-63 or 1,5,9; sample k depends only on seed k.")
+@click.option("--solver", default="heun", help="Solver name (`qac solvers` lists them).")
+@click.option("--steps", type=int, default=None, help="Solver steps (default: 18, or set --nfe).")
+@click.option("--nfe", type=int, default=None, help="Exact number of network evaluations.")
+@click.option("--schedule", default="polynomial", help="polynomial, logsnr or time_uniform.")
+@click.option("--afs", is_flag=True, help="Analytical first step (saves one evaluation).")
+@click.option("--sigma-min", type=float, default=0.002)
+@click.option("--sigma-max", type=float, default=80.0)
+@click.option("--rho", type=float, default=None, help="Polynomial schedule exponent (default 7).")
+@click.option("--opt", "solver_opts", multiple=True, help="Solver option NAME=VALUE (repeatable).")
+@click.option("--codes", "code_source", type=click.Choice(["online", "offline", "uniform"]), default="online",
+              help="Code weights to draw codes from: online EMA histogram, offline collection, or uniform "
+                   "over used codes.")
+@click.option("--code", "code_index", type=int, default=None, help="Use this code index for every sample.")
+@click.option("--code-from", "code_image", type=click.Path(), default=None,
+              help="Use the code of this image (encoded by the EMA encoder).")
+@click.option("--batch", "batch_size", type=int, default=256)
+@click.option("--device", default="auto")
+@click.option("--raw-weights", is_flag=True, help="Use the raw (non-EMA) weights.")
+def sample(run_dir: str, out: str | None, seeds: str, solver: str, steps: int | None, nfe: int | None,
+           schedule: str, afs: bool, sigma_min: float, sigma_max: float, rho: float | None,
+           solver_opts: tuple[str, ...], code_source: str, code_index: int | None, code_image: str | None,
+           batch_size: int, device: str, raw_weights: bool) -> None:
+    """Generate samples; writes grid.png and samples.npz (samples, seeds, code indices, NFE)."""
+    import numpy as np
+
+    from qac.generate import generate
+    from qac.train.run import load_run
+    from qac.util import parse_seeds
+    from qac.viz import save_samples_picture, to_uint8
+
+    from qac.sampling import get_solver
+
+    seed_list = parse_seeds(seeds)
+    get_solver(solver)  # fail on a typo before loading anything
+    if steps is None and nfe is None:
+        steps = 18
+    run = load_run(run_dir, device=device, ema=not raw_weights)
+    indices, weights = None, None
+    if run.model.conditional:
+        if code_index is not None and code_image is not None:
+            raise QACError("give at most one of --code and --code-from")
+        if code_index is not None:
+            indices = code_index
+        elif code_image is not None:
+            indices = _code_of_image(run, Path(code_image))
+        else:
+            weights = run.code_weights("offline" if code_source == "offline" else "online")
+            if code_source == "uniform":
+                weights = weights.uniform_over_used()
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(seed_list), desc=f"sample {solver}", unit="img") as bar:
+        res = generate(run.model, seed_list, code_weights=weights, indices=indices, solver=solver, steps=steps,
+                       nfe=nfe, batch_size=batch_size, schedule=schedule, afs=afs, sigma_min=sigma_min,
+                       sigma_max=sigma_max, rho=rho, progress=bar.update, **parse_solver_opts(solver_opts))
+    out_dir = Path(out) if out else Path(run_dir) / "samples" / f"{solver}-nfe{res.nfe}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    arrays = {"seeds": np.asarray(seed_list), "codes": res.indices.numpy(), "nfe": np.asarray(res.nfe)}
+    arrays["samples"] = to_uint8(res.samples) if res.samples.ndim == 4 else res.samples.numpy()
+    np.savez_compressed(out_dir / "samples.npz", **arrays)
+    scale = max(1, 64 // res.samples.shape[-1]) if res.samples.ndim == 4 else 1
+    save_samples_picture(res.samples, out_dir / "grid.png", scale=scale)
+    click.echo(f"{len(seed_list)} samples with {solver} at NFE {res.nfe} -> {out_dir}/grid.png, samples.npz")
+
+
+def _code_of_image(run, path: Path) -> int:
+    """Encode one image file with the run's EMA encoder; returns its code index."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    if len(run.model.item_shape) != 3:
+        raise QACError("--code-from works for image models only")
+    c, h, w = run.model.item_shape
+    try:
+        img = Image.open(path)
+        img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BICUBIC)
+    except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
+        raise QACError(f"cannot read image {path}: {exc}") from None
+    arr = np.asarray(img, dtype=np.float32).reshape(h, w, c).transpose(2, 0, 1) / 127.5 - 1
+    x = torch.from_numpy(arr)[None].to(next(run.model.parameters()).device)
+    with torch.no_grad():
+        _, idx = run.model.encode(x)
+    return int(idx[0])
