@@ -118,14 +118,17 @@ def test_zip_null_labels(tmp_path):
     assert open_dataset(str(tmp_path / "n.zip")).labels is None
 
 
-@pytest.mark.parametrize("case", ["corrupt", "mixed_size", "mixed_channels", "two_channels", "non_square",
-                                  "missing_label", "bad_label", "bad_json"])
+@pytest.mark.parametrize("case", ["corrupt", "truncated", "mixed_size", "mixed_channels", "two_channels",
+                                  "non_square", "missing_label", "bad_label", "bad_json"])
 def test_folder_errors_name_the_file(tmp_path, case):
     _save(tmp_path / "a.png", _rng_images(1, 4, 1)[0])
     bad = tmp_path / "sub" / "bad.png"
     if case == "corrupt":
         bad.parent.mkdir()
         bad.write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
+    elif case == "truncated":
+        bad.parent.mkdir()
+        bad.write_bytes(_png_bytes(_rng_images(1, 4, 1)[0])[:-30])
     elif case == "mixed_size":
         _save(bad, _rng_images(1, 5, 1)[0])
     elif case == "mixed_channels":
