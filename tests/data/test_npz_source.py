@@ -14,7 +14,7 @@ def test_npz_gray_round_trip(tmp_path):
     x = np.random.RandomState(0).randint(0, 256, (6, 5, 5), dtype=np.uint8)
     y = np.array([0, 1, 2, 0, 1, 2])
     np.savez(tmp_path / "g.npz", x=x, y=y)
-    ds = open_dataset(str(tmp_path / "g.npz"))
+    ds = open_dataset(tmp_path / "g.npz")  # a Path works as well as a str
     assert ds.name == "g" and tuple(ds.data.shape) == (6, 1, 5, 5)
     assert np.array_equal(ds.data[:, 0].numpy(), x) and ds.labels.tolist() == y.tolist()
 
