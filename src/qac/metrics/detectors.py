@@ -153,7 +153,9 @@ def load_detector(path: str | os.PathLike[str], *, expected_sha256: str | None =
     if not zipfile.is_zipfile(p):
         raise QACError(f"{str(p)!r} is not a TorchScript detector (pickles are refused; use the .pt file)")
     try:
-        net = torch.jit.load(str(p), map_location=torch.device(device)).eval()
+        with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format these files use
+            warnings.simplefilter("ignore", DeprecationWarning)
+            net = torch.jit.load(str(p), map_location=torch.device(device)).eval()
     except Exception as exc:  # torch raises RuntimeError subclasses of several kinds
         raise QACError(f"{str(p)!r} is not a TorchScript detector ({type(exc).__name__})") from exc
     known = KNOWN_DETECTORS.get(sha)

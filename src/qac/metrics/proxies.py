@@ -179,11 +179,16 @@ def _laplacian_pyramid(x: torch.Tensor, min_size: int) -> list[torch.Tensor]:
     return levels
 
 
-def _random_patches(x: torch.Tensor, count: int, size: int, gen: torch.Generator) -> torch.Tensor:
-    """``count`` random ``size``×``size`` patches per image, flattened: ``[B·count, C·size²]``."""
-    b, c, h, w = x.shape
+def _patch_positions(b: int, h: int, w: int, count: int, size: int,
+                     gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     rows = torch.randint(0, h - size + 1, (b, count), generator=gen)
     cols = torch.randint(0, w - size + 1, (b, count), generator=gen)
+    return rows, cols
+
+
+def _random_patches(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, size: int) -> torch.Tensor:
+    """Patches at ``rows``/``cols`` ``[B, count]`` (top-left corners), flattened: ``[B·count, C·size²]``."""
+    b, count = rows.shape
     offs = torch.arange(size)
     ri = (rows[..., None] + offs)[..., :, None].expand(b, count, size, size)
     ci = (cols[..., None] + offs)[..., None, :].expand(b, count, size, size)
@@ -204,8 +209,8 @@ def proxy_swd(images_a: torch.Tensor, images_b: torch.Tensor, *, patches_per_ima
               patch_size: int = 7, projections: int = 256, min_size: int = 8, seed: int = 0) -> ProxyResult:
     """Sliced Wasserstein-1 distance between random patches of Laplacian pyramid levels (×10³).
 
-    Both sets give ``patches_per_image`` patches per image (the larger set is subsampled, seeded, to the
-    size of the smaller one); descriptors are standardised per level with the mean/std of set ``b``
+    Both sets give ``patches_per_image`` patches per image at the same seeded positions (the larger set is
+    subsampled, seeded, to the size of the smaller one), so identical sets give exactly 0; descriptors are standardised per level with the mean/std of set ``b``
     (so shifts in mean or contrast still count); each level's SWD averages ``projections`` random unit
     directions. The value is the mean over levels, times 1000 (per-level values in ``details``).
 
@@ -220,13 +225,13 @@ def proxy_swd(images_a: torch.Tensor, images_b: torch.Tensor, *, patches_per_ima
     if min(a.shape[-2:]) < patch_size:
         raise QACError(f"proxy_swd needs images of at least {patch_size}px")
     n = min(a.shape[0], b.shape[0])
-    a = a[torch.randperm(a.shape[0], generator=gen)[:n]]
-    b = b[torch.randperm(b.shape[0], generator=gen)[:n]]
+    a = a[torch.randperm(a.shape[0], generator=torch.Generator().manual_seed(seed))[:n]]
+    b = b[torch.randperm(b.shape[0], generator=torch.Generator().manual_seed(seed))[:n]]
     details = {}
     for lev, (la, lb) in enumerate(zip(_laplacian_pyramid(a, max(min_size, patch_size)),
                                        _laplacian_pyramid(b, max(min_size, patch_size)))):
-        da = _random_patches(la, patches_per_image, patch_size, gen)
-        db = _random_patches(lb, patches_per_image, patch_size, gen)
+        rows, cols = _patch_positions(n, la.shape[-2], la.shape[-1], patches_per_image, patch_size, gen)
+        da, db = _random_patches(la, rows, cols, patch_size), _random_patches(lb, rows, cols, patch_size)
         mean, std = db.mean(0, keepdim=True), db.std(0, keepdim=True).clamp_min(1e-8)
         details[f"level{lev}_{la.shape[-1]}px"] = 1e3 * _sliced_w1((da - mean) / std, (db - mean) / std,
                                                                    projections, gen)
