@@ -121,7 +121,8 @@ def test_end_to_end_fid_matches_independent_computation(tiny_path):
         fr = net(real).double().numpy()
         ff = net(((fake * 127.5 + 128).clamp(0, 255)).to(torch.uint8)).double().numpy()
     s1, s2 = np.cov(ff, rowvar=False), np.cov(fr, rowvar=False)
-    expected = np.sum((ff.mean(0) - fr.mean(0)) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    cross = scipy.linalg.sqrtm(s1 @ s2).real
+    expected = np.sum((ff.mean(0) - fr.mean(0)) ** 2) + np.trace(s1 + s2 - 2 * cross)
     assert res.value == pytest.approx(expected, rel=1e-6) and res.value > 0
     assert (res.n, res.n_ref, res.seeds, res.small_sample) == (80, 96, "0-79", True)
     assert res.detector_sha256 == det.sha256 and not res.comparable_to_published

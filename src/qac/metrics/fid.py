@@ -61,7 +61,7 @@ def check_reference(ref: Reference, detector: Detector) -> None:
     """QACError when ``ref`` was made with another detector/protocol; a warning when it cannot tell."""
     meta = ref.meta
     if ref.mu.shape[0] != detector.dim:
-        raise QACError(f"reference has {ref.mu.shape[0]}-d statistics but the detector gives {detector.dim}-d")
+        raise QACError(f"reference has {ref.mu.shape[0]}-d statistics, the detector gives {detector.dim}-d")
     if not meta:
         warnings.warn("reference statistics carry no metadata (made by another tool?): assuming they were "
                       f"computed with the same detector and protocol ({detector.protocol})", stacklevel=3)
@@ -89,8 +89,9 @@ def fid_from_stats(stats: FeatureStats, ref: Reference, detector: Detector, *,
     check_reference(ref, detector)
     small = check_sample_size(stats.n, detector.metric)
     value = frechet_distance(stats.mean(), stats.cov(), ref.mu, ref.sigma)
+    ref_sha = ref.meta.get("detector_sha256", NVIDIA_SHA256)
     comparable = (detector.metric == "fid" and detector.sha256 == NVIDIA_SHA256 and detector.protocol == "edm"
-                  and stats.n >= PUBLISHED_N and ref.meta.get("detector_sha256", NVIDIA_SHA256) == NVIDIA_SHA256)
+                  and stats.n >= PUBLISHED_N and ref_sha == NVIDIA_SHA256)
     return FIDResult(value=value, n=stats.n, n_ref=ref.n, seeds=seeds, detector_sha256=detector.sha256,
                      protocol=detector.protocol, metric=detector.metric, small_sample=small,
                      comparable_to_published=comparable)

@@ -39,7 +39,7 @@ METRICS: dict[str, MetricSpec] = {
                             doc="sliced Wasserstein distance of Laplacian-pyramid patches (not FID)"),
     "energy_distance": MetricSpec("energy_distance", False, "points", fn=toy.energy_distance,
                                   doc="unbiased energy distance (primary toy metric)"),
-    "w2": MetricSpec("w2", False, "points", fn=toy.w2_exact, doc="exact optimal-transport W2, <= 2048 points"),
+    "w2": MetricSpec("w2", False, "points", fn=toy.w2_exact, doc="exact OT W2, <= 2048 points"),
     "mmd": MetricSpec("mmd", False, "points", fn=toy.mmd_rbf, doc="unbiased RBF MMD^2"),
 }
 
