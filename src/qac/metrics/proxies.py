@@ -211,8 +211,9 @@ def proxy_swd(images_a: torch.Tensor, images_b: torch.Tensor, *, patches_per_ima
 
     Both sets give ``patches_per_image`` patches per image at the same seeded positions (the larger set is
     subsampled, seeded, to the size of the smaller one), so identical sets give exactly 0; descriptors are
-    standardised per level with the mean/std of set ``b`` (so shifts in mean or contrast still count); each level's SWD averages ``projections`` random unit
-    directions. The value is the mean over levels, times 1000 (per-level values in ``details``).
+    standardised per level with the mean/std of set ``b`` (so shifts in mean or contrast still count);
+    each level's SWD averages ``projections`` random unit directions. The value is the mean over levels,
+    times 1000 (per-level values in ``details``).
 
     >>> r = proxy_swd(torch.zeros(4, 3, 16, 16), torch.rand(4, 3, 16, 16) * 2 - 1)
     >>> r.metric, r.value > 0
