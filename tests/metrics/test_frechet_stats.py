@@ -88,6 +88,10 @@ def test_reservoir_is_bounded_uniform_subset_and_merges():
     other.update(x + 1000)
     merged = st.merge(other).kept()[:, 0]
     assert merged.shape == (100,) and 20 < (merged >= 1000).sum() < 80
+    no_reservoir = FeatureStats(1)
+    no_reservoir.update(x)
+    with pytest.raises(ValueError, match="reservoir"):
+        st.merge(no_reservoir)
 
 
 def test_kid_zero_for_same_distribution_positive_for_shift():
@@ -121,6 +125,10 @@ def test_reference_roundtrip_and_edm_files(tmp_path):
     assert ref.meta == meta and ref.n == 10
     with np.load(tmp_path / "ref.npz", allow_pickle=False) as z:  # EDM reads mu/sigma only
         assert set(z.files) == {"mu", "sigma", "meta"} and json.loads(str(z["meta"]))["protocol"] == "edm"
+    assert ref.features is None
+    feats = np.arange(6, dtype=np.float32).reshape(2, 3)
+    save_reference(tmp_path / "ref_kid.npz", mu, sigma, meta, features=feats)
+    np.testing.assert_array_equal(load_reference(tmp_path / "ref_kid.npz").features, feats)
     np.savez(tmp_path / "edm.npz", mu=mu, sigma=sigma)  # an EDM-published file has no metadata
     assert load_reference(tmp_path / "edm.npz").meta == {}
     np.savez(tmp_path / "bad.npz", mean=mu)
@@ -137,4 +145,4 @@ def test_small_sample_warning_and_result_dict():
     r = FIDResult(1.5, 100, 50000, "0-99", "ab", "edm", small_sample=True)
     assert r.to_dict() == {"value": 1.5, "n": 100, "n_ref": 50000, "seeds": "0-99", "detector_sha256": "ab",
                            "protocol": "edm", "metric": "fid", "small_sample": True,
-                           "comparable_to_published": False}
+                           "comparable_to_published": False, "kid": None, "kid_std": None}

@@ -75,6 +75,18 @@ def test_proxy_detector_through_fid_pipeline_is_named_proxy():
     assert PixelDetector(8).features(_images(2, 0, size=4)).shape == (2, 192)
 
 
+def test_kid_through_pipeline_when_reference_has_features():
+    det = RandConvDetector(0)
+    st = compute_stats(_images(96, 10).split(32), det, keep=64, progress=False)
+    ref = Reference(st.mean(), st.cov(), {"n": 96}, features=st.kept())
+    with pytest.warns(UserWarning):
+        near = fid_from_generator(_images(96, 11).split(32), det, ref, kid_keep=64, progress=False)
+        far = fid_from_generator(_images(96, 11, 0.5).split(32), det, ref, kid_keep=64, progress=False)
+        plain = fid_from_generator(_images(96, 11).split(32), det, ref, progress=False)
+    assert far.kid > 10 * abs(near.kid) and far.kid_std is not None
+    assert plain.kid is None and plain.value == pytest.approx(near.value)
+
+
 def test_registry_flags_proxies():
     for name, spec in METRICS.items():
         assert spec.name == name and spec.is_proxy == name.startswith("proxy_")

@@ -44,11 +44,14 @@ def _detector(detector_path: str | None, proxy: str | None, proxy_seed: int, all
 @click.option("--batch", default=64, type=click.IntRange(min=1), help="images per detector call")
 @click.option("--max-items", default=None, type=click.IntRange(min=2),
               help="use a seeded random subset of this many images (default: all, as in EDM)")
+@click.option("--keep-features", default=0, type=click.IntRange(min=0),
+              help="also store a random subset of this many raw features (for KID)")
 @click.option("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
 @click.option("--allow-download", is_flag=True, help="download the NVIDIA detector if none is found")
 @click.option("--progress/--no-progress", default=True, help="show a progress bar")
 def fid_ref(source: str, out: str, detector_path: str | None, proxy: str | None, proxy_seed: int, batch: int,
-            max_items: int | None, device: str, allow_download: bool, progress: bool) -> None:
+            max_items: int | None, keep_features: int, device: str, allow_download: bool,
+            progress: bool) -> None:
     """Write reference statistics (mu, sigma, metadata) of the images in --data to --out."""
     from qac.data import open_dataset
 
@@ -59,10 +62,10 @@ def fid_ref(source: str, out: str, detector_path: str | None, proxy: str | None,
         raise QACError(f"{source!r} holds points, not images: FID reference statistics need images")
     images = ds.data
     batches = (images[i:i + batch] for i in range(0, images.shape[0], batch))
-    stats = compute_stats(batches, det, progress=progress, total=images.shape[0])
+    stats = compute_stats(batches, det, keep=keep_features, progress=progress, total=images.shape[0])
     meta = reference_meta(stats, det, dataset=source, name=ds.name,
                           resolution=int(images.shape[-1]), channels=int(images.shape[1]),
                           max_items=max_items)
-    save_reference(out, stats.mean(), stats.cov(), meta)
+    save_reference(out, stats.mean(), stats.cov(), meta, features=stats.kept() if keep_features else None)
     click.echo(f"{det.metric} reference: {stats.n} images of {source} -> {out} (protocol {det.protocol}, "
                f"detector sha256 {det.sha256[:12]}...)")

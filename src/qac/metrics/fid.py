@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from qac.errors import QACError
 from qac.metrics.detectors import NVIDIA_SHA256, Detector
-from qac.metrics.frechet import FIDResult, check_sample_size, frechet_distance
+from qac.metrics.frechet import FIDResult, check_sample_size, frechet_distance, kid
 from qac.metrics.stats import FeatureStats, Reference
 
 PUBLISHED_N = 50_000
@@ -74,8 +74,11 @@ def check_reference(ref: Reference, detector: Detector) -> None:
 
 
 def fid_from_stats(stats: FeatureStats, ref: Reference, detector: Detector, *,
-                   seeds: str | None = None) -> FIDResult:
+                   seeds: str | None = None, kid_subsets: int = 100) -> FIDResult:
     """Fréchet distance between generated ``stats`` and ``ref`` with full provenance.
+
+    If ``stats`` kept features (``keep > 0``) and ``ref`` carries features too, KID (mean and std over
+    ``kid_subsets`` subsets of up to 1000) is added to the result.
 
     >>> from qac.metrics.proxies import PixelDetector
     >>> det = PixelDetector()
@@ -92,18 +95,25 @@ def fid_from_stats(stats: FeatureStats, ref: Reference, detector: Detector, *,
     ref_sha = ref.meta.get("detector_sha256", NVIDIA_SHA256)
     comparable = (detector.metric == "fid" and detector.sha256 == NVIDIA_SHA256 and detector.protocol == "edm"
                   and stats.n >= PUBLISHED_N and ref_sha == NVIDIA_SHA256)
+    kid_value = kid_std = None
+    kept = stats.kept()
+    if kept.shape[0] >= 2 and ref.features is not None and ref.features.shape[0] >= 2:
+        name = "kid" if detector.metric == "fid" else f"{detector.metric}_kid"
+        k = kid(kept, ref.features, subsets=kid_subsets, metric=name)
+        kid_value, kid_std = k.value, k.std
     return FIDResult(value=value, n=stats.n, n_ref=ref.n, seeds=seeds, detector_sha256=detector.sha256,
                      protocol=detector.protocol, metric=detector.metric, small_sample=small,
-                     comparable_to_published=comparable)
+                     comparable_to_published=comparable, kid=kid_value, kid_std=kid_std)
 
 
 def fid_from_generator(batches: Iterable[torch.Tensor], detector: Detector, ref: Reference, *,
-                       seeds: str | None = None, max_items: int | None = None,
+                       seeds: str | None = None, max_items: int | None = None, kid_keep: int = 0,
                        progress: bool = True) -> FIDResult:
     """FID of generated images (float in [-1, 1] or uint8, NCHW batches) against ``ref``.
 
     This is what ``qac fid calc`` calls: ``batches`` can be a generator that samples on the fly, so
-    no image is written to disk. ``seeds`` is recorded as given (e.g. "0-49999").
+    no image is written to disk. ``seeds`` is recorded as given (e.g. "0-49999"). ``kid_keep`` > 0 keeps
+    that many generated features for KID (used when ``ref.features`` exists).
 
     >>> from qac.metrics.proxies import PixelDetector
     >>> det = PixelDetector()
@@ -115,5 +125,5 @@ def fid_from_generator(batches: Iterable[torch.Tensor], detector: Detector, ref:
     >>> r.metric, r.n
     ('proxy_pixel_fd', 4)
     """
-    stats = compute_stats(batches, detector, max_items=max_items, progress=progress)
+    stats = compute_stats(batches, detector, max_items=max_items, keep=kid_keep, progress=progress)
     return fid_from_stats(stats, ref, detector, seeds=seeds)

@@ -128,6 +128,8 @@ class FIDResult:
     metric: str = "fid"
     small_sample: bool = False
     comparable_to_published: bool = False
+    kid: float | None = None
+    kid_std: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

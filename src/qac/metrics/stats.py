@@ -108,6 +108,8 @@ class FeatureStats:
         assert other._sum is not None and other._outer is not None
         self._ensure(other._sum.device)
         assert self._sum is not None and self._outer is not None
+        if self.keep and other.keep < min(self.keep, other.n):
+            raise ValueError(f"cannot merge a reservoir of {other.keep} into one of {self.keep}")
         if self.keep:
             k = min(self.keep, self.n + other.n)
             n_self = int(self._rng.hypergeometric(self.n, other.n, k)) if self.n else 0
@@ -162,12 +164,14 @@ class FeatureStats:
 
 @dataclass(frozen=True)
 class Reference:
-    """Reference statistics: μ ``[D]``, Σ ``[D, D]`` (float64) and metadata (may be empty for
-    reference files made by other tools, e.g. EDM's published ``cifar10-32x32.npz``)."""
+    """Reference statistics: μ ``[D]``, Σ ``[D, D]`` (float64), metadata (may be empty for reference
+    files made by other tools, e.g. EDM's published ``cifar10-32x32.npz``) and optionally a random
+    subset of raw features ``[K, D]`` (float32) for KID."""
 
     mu: np.ndarray
     sigma: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    features: np.ndarray | None = None
 
     @property
     def n(self) -> int | None:
@@ -175,8 +179,9 @@ class Reference:
 
 
 def save_reference(path: str | os.PathLike[str], mu: np.ndarray, sigma: np.ndarray,
-                   meta: dict[str, Any]) -> None:
-    """Write ``mu``, ``sigma`` (EDM keys, float64) and ``meta`` (JSON string in a 0-d array) atomically.
+                   meta: dict[str, Any], features: np.ndarray | None = None) -> None:
+    """Write ``mu``, ``sigma`` (EDM keys, float64), ``meta`` (JSON string in a 0-d array) and optionally
+    ``features`` (a float32 subset of raw features, for KID) atomically.
 
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "ref.npz")
@@ -184,9 +189,12 @@ def save_reference(path: str | os.PathLike[str], mu: np.ndarray, sigma: np.ndarr
     >>> load_reference(p).meta["n"]
     10
     """
+    arrays = {"mu": np.asarray(mu, dtype=np.float64), "sigma": np.asarray(sigma, dtype=np.float64),
+              "meta": np.array(json.dumps(meta, sort_keys=True))}
+    if features is not None and len(features):
+        arrays["features"] = np.asarray(features, dtype=np.float32)
     buf = io.BytesIO()
-    np.savez(buf, mu=np.asarray(mu, dtype=np.float64), sigma=np.asarray(sigma, dtype=np.float64),
-             meta=np.array(json.dumps(meta, sort_keys=True)))
+    np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -200,8 +208,9 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
             mu = np.asarray(z["mu"], dtype=np.float64)
             sigma = np.asarray(z["sigma"], dtype=np.float64)
             meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+            feats = np.asarray(z["features"], dtype=np.float32) if "features" in z.files else None
     except (ValueError, KeyError, OSError) as exc:
         raise QACError(f"{str(p)!r} is not a reference .npz with keys mu and sigma ({exc})") from exc
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise QACError(f"{str(p)!r}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
-    return Reference(mu, sigma, meta)
+    return Reference(mu, sigma, meta, feats)
