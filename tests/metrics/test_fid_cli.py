@@ -69,8 +69,10 @@ def test_fid_ref_without_detector_is_one_line_error(tmp_path, data_npz):
 def test_fid_ref_proxy(tmp_path, data_npz):
     out = tmp_path / "proxy.npz"
     res = CliRunner().invoke(main, ["fid", "ref", "--data", str(data_npz), "--out", str(out),
-                                    "--proxy", "randconv_fd", "--proxy-seed", "3", "--no-progress"])
+                                    "--proxy", "randconv_fd", "--proxy-seed", "3", "--keep-features", "10",
+                                    "--no-progress"])
     assert res.exit_code == 0, res.output
+    assert load_reference(out).features.shape == (10, 224)
     meta = load_reference(out).meta
     assert meta["metric"] == "proxy_randconv_fd" and "seed=3" in meta["protocol"]
     assert "proxy_randconv_fd reference" in res.output

