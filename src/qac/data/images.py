@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from qac.data.base import (
@@ -63,19 +63,25 @@ def decode_image(fp: IO[bytes], where: str, resolution: int | None) -> np.ndarra
             if resolution is not None:
                 img = center_crop_resize(img, resolution)
             arr = np.asarray(img, dtype=np.uint8)
+    except UnidentifiedImageError as exc:
+        raise QACError(f"cannot read image {where}: not a recognised or intact image file") from exc
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise QACError(f"cannot read image {where}: {msg}") from exc
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def stack_images(names: Sequence[str], read: Callable[[str], np.ndarray], *, progress: bool = False,
-                 desc: str = "images") -> np.ndarray:
-    """Decode ``names`` with ``read`` and stack to ``uint8 [N, H, W, C]``, checking uniformity."""
+def stack_images(names: Sequence[str], read: Callable[[str], np.ndarray], *, prefix: str = "",
+                 progress: bool = False, desc: str = "images") -> np.ndarray:
+    """Decode ``names`` with ``read`` and stack to ``uint8 [N, H, W, C]``, checking uniformity.
+
+    Error messages name files as ``prefix + name`` (the folder path or ``"archive.zip:"``).
+    """
     out: np.ndarray | None = None
     first = ""
-    for i, name in enumerate(tqdm(names, desc=desc, disable=not progress, leave=False)):
-        arr = read(name)
+    for i, rel in enumerate(tqdm(names, desc=desc, disable=not progress, leave=False)):
+        arr = read(rel)
+        name = prefix + rel
         h, w, c = arr.shape
         if out is None:
             if h != w:
@@ -139,7 +145,7 @@ def open_image_folder(path: str, *, resolution: int | None = None, max_items: in
         with open(root / name, "rb") as fh:
             return decode_image(fh, str(root / name), resolution)
 
-    data = stack_images(names, read, progress=progress, desc=root.name)
+    data = stack_images(names, read, prefix=f"{root}/", progress=progress, desc=root.name)
     meta = root / "dataset.json"
     labels = parse_labels(meta.read_bytes(), str(meta), names) if meta.is_file() else None
     return image_dataset_from_nhwc(data, labels, root.name)
@@ -176,7 +182,7 @@ def open_image_zip(path: str, *, resolution: int | None = None, max_items: int |
                 raise QACError(f"cannot read image {where}: {exc}") from exc
             return decode_image(io.BytesIO(raw), where, resolution)
 
-        data = stack_images(names, read, progress=progress, desc=Path(path).stem)
+        data = stack_images(names, read, prefix=f"{path}:", progress=progress, desc=Path(path).stem)
         labels = None
         if "dataset.json" in members:
             labels = parse_labels(zf.read("dataset.json"), f"{path}:dataset.json", names)

