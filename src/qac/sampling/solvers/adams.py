@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from qac.sampling.schedules import vp_betas
@@ -104,7 +105,7 @@ def _adams(denoise: Denoise, x: Tensor, sigmas: Tensor, callback: Callback | Non
         slopes = [(x - denoised) / s[i]] + slopes[: max_order - 1]
         x_new = x
         for cj, dj in zip(c, slopes):
-            x_new = x_new + cj * dj
+            x_new = torch.add(x_new, dj, alpha=cj)  # one fused op per term
         x = x_new
     return x
 

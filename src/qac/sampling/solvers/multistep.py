@@ -40,10 +40,10 @@ def _dpmpp(denoise: Denoise, x: Tensor, sigmas: Tensor, callback: Callback | Non
         q = min(_order(i, steps, max_order, lower_order_final), len(hist))
         h = lam[i + 1] - lam[i]
         phi1 = math.expm1(-h)
-        x_new = (s[i + 1] / s[i]) * x - phi1 * m
+        x_new = torch.lerp(m, x, s[i + 1] / s[i])  # = (s'/s) x - phi1 m, since -phi1 = 1 - s'/s
         if q == 2:
             r0 = (lam[i] - lam[i - 1]) / h
-            x_new = x_new - (0.5 * phi1 / r0) * (m - hist[1])
+            x_new = torch.add(x_new, m - hist[1], alpha=-0.5 * phi1 / r0)
         elif q == 3:
             r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
             d1_0, d1_1 = (m - hist[1]) / r0, (hist[1] - hist[2]) / r1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from qac.sampling.solvers._common import Callback, Denoise, as_floats, call, first_denoised, report
@@ -28,8 +29,7 @@ def euler(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | N
         denoised = first_denoised(denoise, x, sigmas[i], s[i], afs and i == 0)
         report(callback, i, s[i], s[i + 1], x, denoised)
         # sigma-form of DDIM: exact for a constant denoiser and well-defined when sigma_{i+1} = 0
-        ratio = s[i + 1] / s[i]
-        x = ratio * x + (1.0 - ratio) * denoised
+        x = torch.lerp(denoised, x, s[i + 1] / s[i])  # D + (s'/s)(x - D), one fused op
     return x
 
 
