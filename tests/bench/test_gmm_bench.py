@@ -93,7 +93,7 @@ def _direction_change(gmm, denoise, noise, steps=64):
 
 
 def test_true_condition_straightens_trajectories_and_lowers_few_step_error():
-    """The QAC paper's claim, exactly: conditioning on the mode straightens the PF-ODE and helps few-step solvers."""
+    """The QAC paper's claim, exactly: conditioning on the mode straightens the PF-ODE, helps few steps."""
     gmm = bench_mixture(dim=2, seed=0)
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn(256, 2, generator=gen, dtype=F64)

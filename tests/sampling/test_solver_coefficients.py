@@ -59,7 +59,7 @@ def test_deis_coefficients_match_adaptive_quadrature():
         q = len(table[i])
         taus = [float(vp_time(GRID[i - j])) for j in range(q)]
         for j in range(q):
-            def basis(sig, j=j, taus=taus):
+            def basis(sig, j=j, taus=taus, q=q):
                 t = float(vp_time(sig))
                 return math.prod((t - taus[k]) / (taus[j] - taus[k]) for k in range(q) if k != j)
             exact = quad(basis, GRID[i], GRID[i + 1], epsabs=1e-13, epsrel=1e-12, limit=200)[0]
@@ -79,10 +79,12 @@ def test_end_to_end_on_slope_known_in_closed_form(name, max_order):
     den = lambda x, s: x - s * float(np.polyval(poly, float(s)))
     res = sample(den, torch.ones(1, 1), solver=name, steps=9, max_order=max_order)
     table = adams_coefficients(name, GRID, max_order=max_order)
-    expected = 80.0 + sum(cj * np.polyval(poly, GRID[i - j]) for i, c in enumerate(table) for j, cj in enumerate(c))
+    expected = 80.0 + sum(cj * np.polyval(poly, GRID[i - j])
+                          for i, c in enumerate(table) for j, cj in enumerate(c))
     assert math.isclose(res.samples.item(), expected, rel_tol=1e-12)
     if name == "ipndm_v" and max_order == 4:  # cubic slope, order-4 steps after warm-up: exact there
-        warm = sum(cj * np.polyval(poly, GRID[i - j]) for i, c in enumerate(table[:3]) for j, cj in enumerate(c))
+        warm = sum(cj * np.polyval(poly, GRID[i - j])
+                   for i, c in enumerate(table[:3]) for j, cj in enumerate(c))
         anti = np.polyint(poly)
         exact_tail = np.polyval(anti, GRID[-1]) - np.polyval(anti, GRID[3])
         assert math.isclose(expected - 80.0 - warm, exact_tail, rel_tol=1e-9)
@@ -94,7 +96,7 @@ def _exp_integral(m, l0, lt):
 
 @pytest.mark.parametrize("name,degree", [("dpmpp_2m", 0), ("unipc", 0), ("dpmpp_3m", 0), ("dpmpp_3m", 2)])
 def test_multistep_exact_for_polynomial_data_prediction(name, degree):
-    """D depending on lambda only, polynomial of the solver's degree: x(sigma) is an exact exponential integral.
+    """D depends on lambda only, a polynomial of the solver's degree: x(sigma) is an exponential integral.
 
     The 3M step integrates a quadratic m(lambda) exactly (the published ``- phi3 D2`` form does not); its
     warm-up steps are lower order, so the check starts from the state the warm-up produced.
@@ -110,7 +112,8 @@ def test_multistep_exact_for_polynomial_data_prediction(name, degree):
     if degree == 0:
         assert math.isclose(res.samples.item(), exact, rel_tol=1e-10)
         return
-    ref_warm = sample(den, torch.zeros(1, 1), solver=name, schedule=sig[: degree + 1], lower_order_final=False)
+    ref_warm = sample(den, torch.zeros(1, 1), solver=name, schedule=sig[: degree + 1],
+                      lower_order_final=False)
     # after the warm-up (degree steps), the remaining steps are exact given the warm-up state
     x_w = ref_warm.samples.item()
     tail = (sig[-1] / sig[degree]) * x_w + _exp_integral(m, lam[degree], lam[-1])

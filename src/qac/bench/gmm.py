@@ -3,7 +3,8 @@
 Data ``x0 ~ sum_k w_k N(mu_k, diag(v_k))`` in R^D. Under ``x_sigma = x0 + sigma n`` each component stays
 Gaussian, ``x_sigma | k ~ N(mu_k, diag(v_k + sigma^2))``, so
 
-- the **conditional denoiser** is linear: ``E[x0 | x_sigma, k] = mu_k + v_k / (v_k + sigma^2) (x_sigma - mu_k)``
+- the **conditional denoiser** is linear:
+  ``E[x0 | x_sigma, k] = mu_k + v_k / (v_k + sigma^2) (x_sigma - mu_k)``
   (the exact analogue of an adaptive condition that identifies the mode: the QAC paper's claim that
   conditions straighten trajectories can be checked without any training);
 - the **denoiser** is ``E[x0 | x_sigma] = sum_k r_k(x_sigma) E[x0 | x_sigma, k]`` with responsibilities
@@ -48,7 +49,7 @@ def _sigma_like(sigma: float | Tensor, x: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class GaussianMixture:
-    """A diagonal-covariance Gaussian mixture: ``weights`` [K], ``means`` [K, D], ``variances`` [K, D] (float64).
+    """A diagonal Gaussian mixture: ``weights`` [K], ``means`` [K, D], ``variances`` [K, D] (float64).
 
     Build with :meth:`create`, which accepts isotropic variances ([K]) and checks shapes.
     """
@@ -69,7 +70,8 @@ class GaussianMixture:
         mu = torch.as_tensor(means, dtype=_F64)
         var = torch.as_tensor(variances, dtype=_F64)
         if mu.dim() != 2 or w.numel() != mu.shape[0]:
-            raise QACError(f"means must be [K, D] with K = len(weights); got {tuple(mu.shape)}, K={w.numel()}")
+            raise QACError(f"means must be [K, D] with K = len(weights); got {tuple(mu.shape)}, "
+                           f"K={w.numel()}")
         if var.dim() == 1:
             var = var[:, None].expand(mu.shape).clone()
         if var.shape != mu.shape:
@@ -120,7 +122,8 @@ class GaussianMixture:
         """A denoise function with the component bound in a closure (how QAC codes reach solvers)."""
         return lambda x, sigma: self.denoise_component(x, sigma, component)
 
-    def conditional_flow(self, x_start: Tensor, sigma_start: float, sigma: float, component: Tensor) -> Tensor:
+    def conditional_flow(self, x_start: Tensor, sigma_start: float, sigma: float,
+                         component: Tensor) -> Tensor:
         """Closed-form solution of the conditional PF-ODE from ``(x_start, sigma_start)`` to ``sigma``."""
         _, mu, var = self._to(x_start)
         k = component.to(x_start.device).long()
@@ -171,5 +174,6 @@ def reference_solution(denoise: Denoise, noise: Tensor, *, sigma_min: float = 0.
         return rk45(denoise, x * sigma_max, grid, rtol=rtol, atol=atol)
     grid = sigmas.to(dtype=_F64, device=x.device)
     states: list[Tensor] = []
-    out = rk45(denoise, x * grid[0], grid, rtol=rtol, atol=atol, callback=lambda info: states.append(info["x"]))
+    out = rk45(denoise, x * grid[0], grid, rtol=rtol, atol=atol,
+               callback=lambda info: states.append(info["x"]))
     return torch.stack(states + [out])

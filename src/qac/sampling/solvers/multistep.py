@@ -72,8 +72,9 @@ def dpmpp_3m(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback 
 
     ``D1 ~ h m'`` and ``D2 = (D1_0 - D1_1)/(r0 + r1) ~ h^2 m''/2`` are the divided differences of the
     reference notes; ``phi2 = phi1/h + 1``, ``phi3 = phi2/h - 1/2``. The exact integral of the quadratic
-    interpolant, ``int_0^h e^(u-h) u^2/2 du = -h^2 phi3``, needs the factor 2 on ``phi3 D2``: the widely copied
-    form ``- phi3 D2`` (DPM-Solver code, diff-sampler) integrates only linear data predictions exactly and
+    interpolant, ``int_0^h e^(u-h) u^2/2 du = -h^2 phi3``, needs the factor 2 on ``phi3 D2``: the widely
+    copied form ``- phi3 D2`` (DPM-Solver code, diff-sampler) integrates only linear data predictions
+    exactly and
     is second order in practice. NFE = steps - [afs].
     """
     return _dpmpp(denoise, x, sigmas, callback, afs, 3, lower_order_final, thresholding)

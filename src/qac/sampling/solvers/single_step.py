@@ -57,7 +57,7 @@ def heun(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | No
 
 def dpm2(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
          afs: bool = False, r: float = 0.5) -> Tensor:
-    """DPM-Solver-2 in sigma-coordinates with a geometric intermediate point ``s = sigma_{i+1}^r sigma_i^(1-r)``.
+    """DPM-Solver-2 in sigma-coordinates, geometric intermediate point ``s = sigma_{i+1}^r sigma_i^(1-r)``.
 
     ``x_s = x_i + (s - sigma_i) d_i``; ``x_{i+1} = x_i + h [d_s / (2r) + (1 - 1/(2r)) d_i]`` (for r = 1/2
     the lambda-midpoint rule ``x_i + h d_s``). A step to sigma = 0 is Euler.
