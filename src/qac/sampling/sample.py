@@ -72,13 +72,15 @@ def _check_opts(entry: SolverEntry, opts: dict[str, Any]) -> None:
     allowed = [p for p in params if p not in ("denoise", "x", "sigmas", "callback", "afs", "generator")]
     bad = [k for k in opts if k not in allowed]
     if bad:
-        raise QACError(f"solver {entry.name!r} has no option {bad[0]!r} (options: {', '.join(allowed) or 'none'})")
+        raise QACError(f"solver {entry.name!r} has no option {bad[0]!r} "
+                       f"(options: {', '.join(allowed) or 'none'})")
 
 
 def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int | None = None,
            nfe: int | None = None, schedule: str | Sequence[float] = "polynomial", sigma_min: float = 0.002,
            sigma_max: float = 80.0, rho: float | None = None, afs: bool = False, final_zero: bool = False,
-           return_trajectory: bool = False, generator: torch.Generator | Sequence[torch.Generator] | None = None,
+           return_trajectory: bool = False,
+           generator: torch.Generator | Sequence[torch.Generator] | None = None,
            callback: Callback | None = None, **solver_opts: Any) -> SampleResult:
     """Sample by integrating from ``sigma_max * noise`` down the schedule with ``solver``.
 

@@ -1,4 +1,4 @@
-"""Solver functions ``(denoise, x, sigmas, *, callback=None, **opts) -> x``; see :mod:`qac.sampling.registry`."""
+"""Solver functions ``(denoise, x, sigmas, *, callback=None, **opts) -> x``; see the registry."""
 
 from qac.sampling.solvers.adams import deis, ipndm, ipndm_v
 from qac.sampling.solvers.adaptive import rk45

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from qac.sampling.schedules import vp_betas
@@ -71,7 +72,7 @@ _VP_BETA_D, _VP_BETA_MIN = vp_betas(0.002, 80.0)
 
 
 def vp_time(sigma: np.ndarray | float) -> np.ndarray:
-    """VP time ``tau`` with ``sigma^2 = exp(beta_d tau^2 / 2 + beta_min tau) - 1`` (larger root; sigma >= 0)."""
+    """VP time ``tau`` with ``sigma^2 = exp(beta_d tau^2 / 2 + beta_min tau) - 1`` (larger root)."""
     z = np.log1p(np.square(sigma))
     return (-_VP_BETA_MIN + np.sqrt(_VP_BETA_MIN**2 + 2 * _VP_BETA_D * z)) / _VP_BETA_D
 
@@ -104,14 +105,14 @@ def _adams(denoise: Denoise, x: Tensor, sigmas: Tensor, callback: Callback | Non
         slopes = [(x - denoised) / s[i]] + slopes[: max_order - 1]
         x_new = x
         for cj, dj in zip(c, slopes):
-            x_new = x_new + cj * dj
+            x_new = torch.add(x_new, dj, alpha=cj)  # one fused op per term
         x = x_new
     return x
 
 
 def ipndm(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
           afs: bool = False, max_order: int = 4) -> Tensor:
-    """iPNDM: fixed-coefficient Adams–Bashforth (order <= 4) on ``d`` in sigma (DEIS paper's improved PNDM)."""
+    """iPNDM: fixed-coefficient Adams–Bashforth (order <= 4) on ``d`` in sigma (DEIS's improved PNDM)."""
     return _adams(denoise, x, sigmas, callback, afs, max_order, _coeffs_ipndm)
 
 

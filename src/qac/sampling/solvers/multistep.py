@@ -40,18 +40,18 @@ def _dpmpp(denoise: Denoise, x: Tensor, sigmas: Tensor, callback: Callback | Non
         q = min(_order(i, steps, max_order, lower_order_final), len(hist))
         h = lam[i + 1] - lam[i]
         phi1 = math.expm1(-h)
-        x_new = (s[i + 1] / s[i]) * x - phi1 * m
+        x_new = torch.lerp(m, x, s[i + 1] / s[i])  # = (s'/s) x - phi1 m, since -phi1 = 1 - s'/s
         if q == 2:
             r0 = (lam[i] - lam[i - 1]) / h
-            x_new = x_new - (0.5 * phi1 / r0) * (m - hist[1])
+            x_new = torch.add(x_new, m - hist[1], alpha=-0.5 * phi1 / r0)
         elif q == 3:
             r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
             d1_0, d1_1 = (m - hist[1]) / r0, (hist[1] - hist[2]) / r1
             d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
-            d2 = (d1_0 - d1_1) / (r0 + r1)
+            d2 = (d1_0 - d1_1) / (r0 + r1)  # ~ h^2 m'' / 2
             phi2 = phi1 / h + 1.0
             phi3 = phi2 / h - 0.5
-            x_new = x_new + phi2 * d1 - phi3 * d2
+            x_new = x_new + phi2 * d1 - (2.0 * phi3) * d2
         x = x_new
     return x
 
@@ -68,9 +68,14 @@ def dpmpp_2m(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback 
 
 def dpmpp_3m(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
              afs: bool = False, lower_order_final: bool = True, thresholding: float | None = None) -> Tensor:
-    """DPM-Solver++(3M): the 2M step plus a second divided difference (``phi2``, ``phi3`` terms).
+    """DPM-Solver++(3M): ``x_{i+1} = (s_{i+1}/s_i) x_i - phi1 m_i + phi2 D1 - 2 phi3 D2``.
 
-    NFE = steps - [afs].
+    ``D1 ~ h m'`` and ``D2 = (D1_0 - D1_1)/(r0 + r1) ~ h^2 m''/2`` are the divided differences of the
+    reference notes; ``phi2 = phi1/h + 1``, ``phi3 = phi2/h - 1/2``. The exact integral of the quadratic
+    interpolant, ``int_0^h e^(u-h) u^2/2 du = -h^2 phi3``, needs the factor 2 on ``phi3 D2``: the widely
+    copied form ``- phi3 D2`` (DPM-Solver code, diff-sampler) integrates only linear data predictions
+    exactly and
+    is second order in practice. NFE = steps - [afs].
     """
     return _dpmpp(denoise, x, sigmas, callback, afs, 3, lower_order_final, thresholding)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from qac.sampling.solvers._common import Callback, Denoise, as_floats, call, first_denoised, report
@@ -28,8 +29,7 @@ def euler(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | N
         denoised = first_denoised(denoise, x, sigmas[i], s[i], afs and i == 0)
         report(callback, i, s[i], s[i + 1], x, denoised)
         # sigma-form of DDIM: exact for a constant denoiser and well-defined when sigma_{i+1} = 0
-        ratio = s[i + 1] / s[i]
-        x = ratio * x + (1.0 - ratio) * denoised
+        x = torch.lerp(denoised, x, s[i + 1] / s[i])  # D + (s'/s)(x - D), one fused op
     return x
 
 
@@ -57,7 +57,7 @@ def heun(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | No
 
 def dpm2(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
          afs: bool = False, r: float = 0.5) -> Tensor:
-    """DPM-Solver-2 in sigma-coordinates with a geometric intermediate point ``s = sigma_{i+1}^r sigma_i^(1-r)``.
+    """DPM-Solver-2 in sigma-coordinates, geometric intermediate point ``s = sigma_{i+1}^r sigma_i^(1-r)``.
 
     ``x_s = x_i + (s - sigma_i) d_i``; ``x_{i+1} = x_i + h [d_s / (2r) + (1 - 1/(2r)) d_i]`` (for r = 1/2
     the lambda-midpoint rule ``x_i + h d_s``). A step to sigma = 0 is Euler.

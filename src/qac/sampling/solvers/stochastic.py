@@ -27,7 +27,8 @@ def edm_sde(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback |
             S_noise: float = 1.0, generator: Generator = None) -> Tensor:
     """EDM stochastic sampler (Karras et al. 2022, Algorithm 2).
 
-    For ``S_min <= sigma_i <= S_max``: ``gamma = min(S_churn / steps, sqrt(2) - 1)``, ``sigma^ = sigma_i (1 + gamma)``,
+    For ``S_min <= sigma_i <= S_max``: ``gamma = min(S_churn / steps, sqrt(2) - 1)``,
+    ``sigma^ = sigma_i (1 + gamma)``,
     ``x^ = x_i + sqrt(sigma^2 - sigma_i^2) S_noise eps``; then one Heun step from ``sigma^`` to
     ``sigma_{i+1}`` (Euler when ``sigma_{i+1} = 0``). ``S_churn = 0`` is :func:`heun`.
     NFE = 2 * steps - [afs] - [last sigma == 0]. The callback's ``sigma`` is ``sigma_i`` (before churn).

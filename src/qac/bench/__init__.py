@@ -1,0 +1,1 @@
+"""Exact benches for numerical checks (no training needed): :mod:`qac.bench.gmm`."""

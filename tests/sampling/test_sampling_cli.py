@@ -1,0 +1,33 @@
+"""CLI: ``qac solvers`` and ``qac bench-solvers``."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+import qac.cli.sampling_cmds  # noqa: F401  (attaches the commands)
+from qac.cli import main
+from qac.sampling import SOLVERS
+
+
+def test_solvers_lists_every_solver():
+    res = CliRunner().invoke(main, ["solvers"])
+    assert res.exit_code == 0
+    for name, e in SOLVERS.items():
+        line = next(ln for ln in res.output.splitlines() if ln.startswith(name + " "))
+        assert e.nfe_rule in line and str(e.order) in line
+
+
+def test_bench_solvers_writes_table_and_plot(tmp_path):
+    res = CliRunner().invoke(main, ["bench-solvers", "--nfe", "3,8", "--batch", "4", "--solvers",
+                                    "euler,heun", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "gmm_solvers.md").read_text()
+    heun = next(ln for ln in md.splitlines() if ln.startswith("| heun"))
+    assert heun.split("|")[2].strip() == "—"  # 3 NFE is impossible for heun without AFS
+    assert (tmp_path / "gmm_solvers.png").stat().st_size > 1000
+
+
+def test_bench_solvers_user_errors_exit_2():
+    for args in (["--nfe", "a,b"], ["--nfe", "0"], ["--solvers", "nope"], ["--dim", "0"]):
+        res = CliRunner().invoke(main, ["bench-solvers", *args])
+        assert res.exit_code == 2 and "error:" in res.output, args
