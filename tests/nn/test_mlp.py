@@ -58,3 +58,22 @@ def test_bad_config_is_user_error():
         MLPConfig(emb_dim=5)
     with pytest.raises(QACError):
         MLPConfig(depth=0)
+
+
+def test_config_json_round_trip_for_both_backbones():
+    import json
+
+    from qac.nn import config_from_dict, config_to_dict, unet_preset
+
+    for cfg in (MLPConfig(hidden=8, code_dim=3), unet_preset("cifar10", code_dim=20)):
+        back = config_from_dict(json.loads(json.dumps(config_to_dict(cfg))))
+        assert back == cfg and type(back) is type(cfg)
+    with pytest.raises(QACError):
+        config_from_dict({"type": "transformer"})
+    with pytest.raises(QACError):
+        config_from_dict({"type": "mlp", "widht": 3})
+
+
+def test_augment_labels_rejected():
+    with pytest.raises(ValueError):
+        MLPDenoiser(MLPConfig(hidden=8))(torch.zeros(2, 2), 0.0, augment_labels=torch.zeros(2, 9))
