@@ -102,3 +102,15 @@ def test_large_codebook_and_state_round_trip():
         CodeWeights(4, 10).load_state_dict(state)
     with pytest.raises(QACError):
         CodeWeights(2, 25)  # too many codes for dense weights
+
+
+def test_code_draw_does_not_replay_the_noise_stream():
+    from qac.util import seed_generator
+
+    cw = CodeWeights(2, 20)
+    cw.weights.fill_(1.0)  # uniform: index = floor(u * 2^20)
+    seeds = list(range(8))
+    drawn = cw.sample(seeds=seeds)
+    plain = [torch.rand((), generator=seed_generator(s), dtype=torch.float64) for s in seeds]
+    same_stream = [int(u * 2**20) for u in plain]
+    assert all(a != b for a, b in zip(drawn.tolist(), same_stream))
