@@ -73,15 +73,17 @@ def _levels_tensor(levels: Levels, dim: int, like: torch.Tensor) -> torch.Tensor
 def fsq_quantize(y: torch.Tensor, levels: Levels) -> torch.Tensor:
     """Quantize encoder logits ``y`` [B, d] to integer codes in ``{0..L-1}`` with a straight-through gradient.
 
-    Forward value: exactly ``clamp(floor(L * sigmoid(y)), max=L-1)`` (as ``y``'s float dtype). Backward: the
-    identity, ``d y_q / d y = 1`` (paper: ``y + sg(f(y) - y)``; written as ``f(y) + (y - sg(y))`` so the
-    forward value is exact even for huge ``|y|``).
+    Forward value: exactly ``clamp(floor(L * sigmoid(y)), max=L-1)`` (``y``'s dtype, at least float32).
+    Backward: the identity, ``d y_q / d y = 1`` (paper: ``y + sg(f(y) - y)``; written as
+    ``f(y) + (y - sg(y))`` so the forward value is exact even for huge ``|y|``).
 
     >>> fsq_quantize(torch.tensor([[-5.0, 0.1, 50.0]]), 2)
     tensor([[0., 1., 1.]])
     """
     if y.ndim < 1:
         raise ValueError("fsq_quantize expects y [..., d]")
+    if y.dtype in (torch.float16, torch.bfloat16):
+        y = y.float()  # quantize in float32 at least: half precision mis-bins near the edges
     lv = _levels_tensor(levels, y.shape[-1], y)
     f = torch.minimum(torch.floor(lv * torch.sigmoid(y.detach())), lv - 1)
     return f + (y - y.detach())

@@ -8,11 +8,19 @@ embedding (paper §3.2).
 from qac.nn.blocks import UNetBlock, group_norm, num_groups
 from qac.nn.embeddings import CodeEmbedding, PositionalEmbedding
 from qac.nn.mlp import MLPConfig, MLPDenoiser
-from qac.nn.registry import BACKBONES, build_backbone, count_params
+from qac.nn.registry import (
+    BACKBONES,
+    CONFIG_TYPES,
+    build_backbone,
+    config_from_dict,
+    config_to_dict,
+    count_params,
+)
 from qac.nn.unet import UNET_PRESETS, UNet, UNetConfig, unet_preset
 
 __all__ = [
     "BACKBONES",
+    "CONFIG_TYPES",
     "CodeEmbedding",
     "MLPConfig",
     "MLPDenoiser",
@@ -22,6 +30,8 @@ __all__ = [
     "UNetBlock",
     "UNetConfig",
     "build_backbone",
+    "config_from_dict",
+    "config_to_dict",
     "count_params",
     "group_norm",
     "num_groups",

@@ -62,8 +62,11 @@ class MLPDenoiser(nn.Module):
             init_xavier(layer)
         init_xavier(self.out, 1e-5)
 
-    def forward(self, x: torch.Tensor, c_noise: torch.Tensor | float,
-                code: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor | float, code: torch.Tensor | None = None,
+                augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [B, D], ``c_noise`` [B] or scalar, ``code`` [B, d] iff ``code_dim > 0``; no augment input."""
+        if augment_labels is not None:
+            raise ValueError("MLPDenoiser has no augmentation conditioning; pass augment_labels=None")
         if x.ndim != 2 or x.shape[1] != self.config.dim:
             raise ValueError(f"MLPDenoiser expects x [B, {self.config.dim}], got {tuple(x.shape)}")
         check_code(code, self.code_dim, x.shape[0])
