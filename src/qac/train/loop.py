@@ -26,7 +26,7 @@ from qac.train.checkpoint import load_snapshot, save_checkpoint
 from qac.train.config import TrainConfig, load_config
 from qac.train.distributed import DistInfo, all_reduce_sum, init_distributed
 from qac.train.ema import ema_beta, update_ema
-from qac.train.model import QACModel, build_model
+from qac.train.model import NonFiniteError, QACModel, build_model
 from qac.util import atomic_write_json, resolve_device
 
 
@@ -91,6 +91,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         raise QACError(f"batch size {cfg.batch_size} is not divisible by {info.world_size} processes")
     data = data or open_dataset(cfg.data, resolution=cfg.resolution, max_items=cfg.max_items, seed=cfg.seed)
     images = data.as_float()
+    torch.manual_seed(cfg.seed)  # initial weights depend on the seed alone (identical on every rank)
     model = build_model(cfg.model, data.kind, data.shape).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -116,7 +117,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     t0, window, last_loss = time.perf_counter(), [], float("nan")
     t_window = t0
     while step < cfg.steps:
-        loss, idx, grad_norm = _train_step(loss_module, opt, images, step, cfg, info, device)
+        try:
+            loss, idx, grad_norm = _train_step(loss_module, opt, images, step, cfg, info, device)
+        except NonFiniteError:
+            loss, idx, grad_norm = float("nan"), None, float("nan")
         if not np.isfinite(loss) or not np.isfinite(grad_norm):
             raise TrainingDiverged(
                 f"training diverged at step {step} (loss={loss}, grad norm={grad_norm}); "

@@ -15,6 +15,10 @@ from qac.nn import MLPConfig, build_backbone, unet_preset
 from qac.train.config import ModelConfig
 
 
+class NonFiniteError(QACError):
+    """NaN or Inf where a finite value is required (diverged training or bad input data)."""
+
+
 class QACModel(nn.Module):
     """Denoiser plus optional QAC encoder.
 
@@ -45,6 +49,8 @@ class QACModel(nn.Module):
         if self.encoder is None:
             raise QACError("this model has no condition encoder (trained with --cond none)")
         y = self.encoder(x0.to(torch.float32))
+        if not bool(torch.isfinite(y).all()):
+            raise NonFiniteError("the condition encoder produced NaN/Inf (non-finite input or diverged weights)")
         y_q = fsq_quantize(y, self.levels)
         return y_q, codes_to_index(y_q.detach(), self.levels)
 
