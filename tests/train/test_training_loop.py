@@ -11,10 +11,8 @@ from safetensors.torch import load_file
 
 from qac.data import ArrayDataset
 from qac.errors import QACError
-from qac.train import ModelConfig, TrainingDiverged, ema_beta, load_snapshot, train
+from qac.train import ModelConfig, TrainConfig, TrainingDiverged, ema_beta, load_snapshot, train
 from qac.train.run import load_run
-
-from qac.train import TrainConfig
 
 
 def toy_config(**changes) -> TrainConfig:

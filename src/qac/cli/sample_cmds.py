@@ -59,11 +59,10 @@ def sample(run_dir: str, out: str | None, seeds: str, solver: str, steps: int | 
     import numpy as np
 
     from qac.generate import generate
+    from qac.sampling import get_solver
     from qac.train.run import load_run
     from qac.util import parse_seeds
     from qac.viz import save_samples_picture, to_uint8
-
-    from qac.sampling import get_solver
 
     seed_list = parse_seeds(seeds)
     get_solver(solver)  # fail on a typo before loading anything
