@@ -45,9 +45,9 @@ def test_train_writes_a_complete_run_folder(toy_run):
 
 
 def test_sample_writes_npz_and_grid_reproducibly(toy_run, tmp_path):
-    a = _run("sample", "--run", toy_run, "--seeds", "0-9", "--solver", "dpmpp_2m", "--nfe", "4", "--out", tmp_path / "a")
-    b = _run("sample", "--run", toy_run, "--seeds", "5-9", "--solver", "dpmpp_2m", "--nfe", "4", "--out", tmp_path / "b",
-             "--batch", "2")
+    common = ("--solver", "dpmpp_2m", "--nfe", "4")
+    a = _run("sample", "--run", toy_run, "--seeds", "0-9", *common, "--out", tmp_path / "a")
+    b = _run("sample", "--run", toy_run, "--seeds", "5-9", *common, "--out", tmp_path / "b", "--batch", "2")
     assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
     za, zb = np.load(tmp_path / "a" / "samples.npz"), np.load(tmp_path / "b" / "samples.npz")
     assert za["samples"].shape == (10, 2) and int(za["nfe"]) == 4
