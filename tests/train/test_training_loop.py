@@ -122,3 +122,30 @@ def test_loss_decreases_on_toy_data(tmp_path):
     losses = [json.loads(line)["loss"] for line in (tmp_path / "r" / "stats.jsonl").read_text().splitlines()]
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_sigint_finishes_the_step_and_writes_a_checkpoint(tmp_path, monkeypatch):
+    """A first Ctrl-C stops at a step boundary with a fresh snapshot; --resume then finishes bit for bit."""
+    import os
+    import signal
+
+    import qac.train.loop as loop
+
+    real_step = loop._train_step
+
+    def step_then_interrupt(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        if args[3] == 4:  # during step index 4 (the fifth step)
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    cfg = toy_config(steps=10, snapshot_every=100)
+    monkeypatch.setattr(loop, "_train_step", step_then_interrupt)
+    summary = train(cfg, tmp_path / "cut", progress=False)
+    assert summary.interrupted and summary.step == 5
+    assert load_snapshot(tmp_path / "cut").meta["step"] == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    monkeypatch.setattr(loop, "_train_step", real_step)
+    train(cfg, tmp_path / "cut", resume=True, progress=False)
+    train(cfg, tmp_path / "once", progress=False)
+    _assert_bitwise(_files(tmp_path / "once"), _files(tmp_path / "cut"))

@@ -56,6 +56,10 @@ def train(out: str, resume: bool, progress: bool, **opts) -> None:
     except KeyboardInterrupt:
         raise QACError(f"interrupted; the last checkpoint in {out} is intact (continue with --resume)") from None
     del torch
+    if summary.interrupted:
+        click.echo(f"stopped at step {summary.step}; checkpoint written to {summary.run_dir} "
+                   f"(continue with --resume)")
+        return
     click.echo(f"trained {summary.step} steps in {summary.seconds:.0f}s, final loss {summary.loss:.4f}; "
                f"run folder: {summary.run_dir}")
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,32 @@ class TrainSummary:
     step: int
     loss: float
     seconds: float
+    interrupted: bool = False
+
+
+class _GracefulStop:
+    """First Ctrl-C (SIGINT) or SIGTERM: finish the current step, write a checkpoint, return.
+
+    A second Ctrl-C interrupts at once (the previous snapshot stays intact). Only in the main thread of a
+    single-process run; under torchrun the launcher handles signals.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+        if enabled and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        self._old.clear()
 
 
 class _LossModule(nn.Module):
@@ -90,7 +118,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     if cfg.batch_size % info.world_size:
         raise QACError(f"batch size {cfg.batch_size} is not divisible by {info.world_size} processes")
     data = data or open_dataset(cfg.data, resolution=cfg.resolution, max_items=cfg.max_items, seed=cfg.seed)
-    images = data.as_float()
     torch.manual_seed(cfg.seed)  # initial weights depend on the seed alone (identical on every rank)
     model = build_model(cfg.model, data.kind, data.shape).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -116,41 +143,51 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
                dynamic_ncols=True, desc="train")
     t0, window, last_loss = time.perf_counter(), [], float("nan")
     t_window = t0
-    while step < cfg.steps:
-        try:
-            loss, idx, grad_norm = _train_step(loss_module, opt, images, step, cfg, info, device)
-        except NonFiniteError:
-            loss, idx, grad_norm = float("nan"), None, float("nan")
-        if not np.isfinite(loss) or not np.isfinite(grad_norm):
-            raise TrainingDiverged(
-                f"training diverged at step {step} (loss={loss}, grad norm={grad_norm}); "
-                f"the last good checkpoint in {run_dir} is kept — lower --lr or resume from it")
-        nimg = step * cfg.batch_size
-        beta = ema_beta(nimg, cfg.batch_size, cfg.ema_halflife_img, cfg.ema_rampup_ratio)
-        update_ema(ema, model, beta)  # Alg. 1 line 11
-        if codes is not None:  # Alg. 1 lines 12-13, counts all-reduced across ranks
-            codes.update_counts(all_reduce_sum(codes.batch_counts(idx), info), beta)
-        step += 1
-        window.append(loss)
-        last_loss = loss
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            now = time.perf_counter()
-            stats = _report(step, window, now - t_window, cfg, beta, grad_norm, idx, codes)
-            t_window, window = now, []
-            bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{stats['img_per_s']:.0f}")
-            if info.is_main:
-                with open(run_dir / "stats.jsonl", "a") as fh:
-                    fh.write(json.dumps(stats) + "\n")
-        if info.is_main and (step % cfg.grid_every == 0 or step == cfg.steps):
-            _save_grid(ema, codes, cfg, run_dir, step, device)
-        if info.is_main and (step % cfg.snapshot_every == 0 or step == cfg.steps):
-            save_checkpoint(run_dir, model=model, ema=ema, code_weights=None if codes is None else codes.state_dict(),
-                            resume={"optimizer": opt.state_dict(), "step": step},
-                            meta={"step": step, "nimg": step * cfg.batch_size, "time": time.time(),
-                                  "data_kind": data.kind, "item_shape": list(data.shape)})
-    bar.close()
-    return TrainSummary(run_dir, step, last_loss, time.perf_counter() - t0)
+    stop = _GracefulStop(enabled=not info.enabled)
+    try:
+        while step < cfg.steps and not stop.requested:
+            try:
+                loss, idx, grad_norm = _train_step(loss_module, opt, data, step, cfg, info, device)
+            except NonFiniteError:
+                loss, idx, grad_norm = float("nan"), None, float("nan")
+            if not (np.isfinite(loss) and np.isfinite(grad_norm)):
+                raise TrainingDiverged(
+                    f"training diverged at step {step} (loss={loss}, grad norm={grad_norm}); "
+                    f"the last good checkpoint in {run_dir} is kept — lower --lr or resume from it")
+            beta = ema_beta(step * cfg.batch_size, cfg.batch_size, cfg.ema_halflife_img, cfg.ema_rampup_ratio)
+            update_ema(ema, model, beta)  # Alg. 1 line 11
+            if codes is not None:  # Alg. 1 lines 12-13; counts all-reduced across ranks first
+                codes.update_counts(all_reduce_sum(codes.batch_counts(idx), info), beta)
+            step += 1
+            window.append(loss)
+            last_loss = loss
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                stats = _report(step, window, now - t_window, cfg, beta, grad_norm, idx, codes)
+                t_window, window = now, []
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", img_s=f"{stats['img_per_s']:.0f}")
+                if info.is_main:
+                    with open(run_dir / "stats.jsonl", "a") as fh:
+                        fh.write(json.dumps(stats) + "\n")
+            if not info.is_main:
+                continue
+            if step % cfg.grid_every == 0 or step == cfg.steps:
+                _save_grid(ema, codes, cfg, run_dir, step, device)
+            if step % cfg.snapshot_every == 0 or step == cfg.steps or stop.requested:
+                _snapshot(run_dir, model, ema, codes, opt, step, cfg, data)
+    finally:
+        bar.close()
+        stop.restore()
+    return TrainSummary(run_dir, step, last_loss, time.perf_counter() - t0, interrupted=stop.requested)
+
+
+def _snapshot(run_dir: Path, model: QACModel, ema: QACModel, codes: CodeWeights | None,
+              opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, data: ArrayDataset) -> None:
+    save_checkpoint(run_dir, model=model, ema=ema, code_weights=None if codes is None else codes.state_dict(),
+                    resume={"optimizer": opt.state_dict(), "step": step},
+                    meta={"step": step, "nimg": step * cfg.batch_size, "time": time.time(),
+                          "data_kind": data.kind, "item_shape": list(data.shape)})
 
 
 def _prepare_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[TrainConfig, Any]:
@@ -164,13 +201,13 @@ def _prepare_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[TrainCo
     return saved.replace(steps=cfg.steps).validate(), snap
 
 
-def _train_step(loss_module: nn.Module, opt: torch.optim.Optimizer, images: Tensor, step: int,
+def _train_step(loss_module: nn.Module, opt: torch.optim.Optimizer, data: ArrayDataset, step: int,
                 cfg: TrainConfig, info: DistInfo, device: torch.device) -> tuple[float, Tensor | None, float]:
     """One optimizer step (Alg. 1 lines 5-10); all randomness from :func:`step_seed`."""
     seed = step_seed(cfg.seed, info.rank, step)
     torch.manual_seed(seed)  # dropout and anything else using the global generator
     cpu_gen = torch.Generator().manual_seed(seed)
-    x0 = images[batch_indices(step, cfg.batch_size, len(images), cfg.seed, info)]
+    x0 = data.as_float(batch_indices(step, cfg.batch_size, len(data), cfg.seed, info))  # uint8 -> [-1, 1]
     if cfg.xflip and x0.ndim == 4:
         flip = torch.rand(len(x0), generator=cpu_gen) < 0.5
         x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
