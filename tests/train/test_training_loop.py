@@ -149,3 +149,16 @@ def test_sigint_finishes_the_step_and_writes_a_checkpoint(tmp_path, monkeypatch)
     train(cfg, tmp_path / "cut", resume=True, progress=False)
     train(cfg, tmp_path / "once", progress=False)
     _assert_bitwise(_files(tmp_path / "once"), _files(tmp_path / "cut"))
+
+
+def test_paper_scale_codebook_2_pow_20(tmp_path):
+    """L = 2, d = 20: a million-entry online histogram trains, saves and samples."""
+    cfg = toy_config(model=ModelConfig(arch="mlp", cond="qac", levels=2, code_dim=20), steps=3, snapshot_every=3)
+    train(cfg, tmp_path / "r", progress=False)
+    run = load_run(tmp_path / "r", device="cpu")
+    w = run.code_weights()
+    assert w.weights.numel() == 2**20 and float(w.weights.sum()) == pytest.approx(32.0)
+    from qac.generate import generate
+
+    out = generate(run.model, range(8), code_weights=w, solver="euler", steps=2)
+    assert bool((w.weights[out.indices] > 0).all())
