@@ -32,6 +32,9 @@ from qac.train.model import NonFiniteError, QACModel, build_model
 from qac.util import atomic_write_json, resolve_device
 
 
+_NOISE_SALT = 0x5DEECE66D  # separates the noise stream from the CPU stream (sigma, flips) of the same step
+
+
 class TrainingDiverged(QACError):
     """The loss or gradients became NaN/Inf; the last good checkpoint is kept."""
 
@@ -214,7 +217,8 @@ def _train_step(loss_module: nn.Module, opt: torch.optim.Optimizer, data: ArrayD
     x0 = x0.to(device, non_blocking=True)
     model = loss_module.module if isinstance(loss_module, nn.parallel.DistributedDataParallel) else loss_module
     sigma = model.model.formulation.sample_sigma(len(x0), cpu_gen, device)
-    noise = torch.randn(x0.shape, generator=cpu_gen).to(device)
+    noise_gen = torch.Generator(device=device).manual_seed(seed ^ _NOISE_SALT)  # drawn where it is used
+    noise = torch.randn(x0.shape, generator=noise_gen, device=device)
     for g in opt.param_groups:
         g["lr"] = lr_at(step, cfg)
     opt.zero_grad(set_to_none=True)
