@@ -47,7 +47,11 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="CI size: 1 data set, 1 seed, 100 steps")
     p.add_argument("--out", default="docs/results")
     p.add_argument("--workdir", default=None)
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite toy2d.md (and the picture if --workdir holds the runs) from toy2d.json")
     a = p.parse_args()
+    if a.report_only:
+        return _report_only(Path(a.out), a.workdir)
     cfg = ToyBenchConfig(steps=a.steps)
     if a.smoke:
         cfg = replace(cfg, datasets=("moons",), seeds=(0,), steps=100, n_eval=500, lcfm_points=1000)
@@ -65,17 +69,35 @@ def main() -> None:
     (out / "toy2d.json").write_text(json.dumps({"config": config_dict(cfg), "rows": rows, "seconds": seconds},
                                                indent=1) + "\n")
     (out / "toy2d.md").write_text(markdown_report(rows, cfg, seconds))
+    _picture(cfg, work, out)
+    _print_ratios(cfg, rows)
+    print(f"total {seconds / 60:.1f} min -> {out}/toy2d.md")
+
+
+def _picture(cfg: ToyBenchConfig, work: Path, out: Path) -> None:
     from qac.train.run import load_run
 
     runs = {f"{ds}/{m}": load_run(work / f"{ds}-{m}-s{cfg.seeds[0]}", device="cpu")
             for ds in cfg.datasets for m in cfg.methods}
     plot_trajectories(runs, out / "toy2d_trajectories.png", sigma_max=cfg.sigma_max)
+
+
+def _print_ratios(cfg: ToyBenchConfig, rows: list) -> None:
     summ = summarize_rows(rows)
     for ds in cfg.datasets:
         for col in ("curv100", "ed2"):
             r, s = ratio(summ, ds, col)
             print(f"{ds}: {col} QAC / baseline = {r:.3f} ± {s:.3f}")
-    print(f"total {seconds / 60:.1f} min -> {out}/toy2d.md")
+
+
+def _report_only(out: Path, workdir: str | None) -> None:
+    saved = json.loads((out / "toy2d.json").read_text())
+    c = saved["config"]
+    cfg = ToyBenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in c.items()})
+    (out / "toy2d.md").write_text(markdown_report(saved["rows"], cfg, saved["seconds"]))
+    if workdir:
+        _picture(cfg, Path(workdir), out)
+    _print_ratios(cfg, saved["rows"])
 
 
 if __name__ == "__main__":
