@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from qac.conditions.fsq import Levels, codebook_size, index_to_codes, level_list
 from qac.errors import QACError
-from qac.util import seed_generator
 
 __all__ = ["CodeWeights", "MAX_DENSE_CODEBOOK"]
 
 #: Dense float64 weights up to 2^24 codes (128 MiB); the paper's largest codebook is 2^20.
 MAX_DENSE_CODEBOOK = 2**24
+#: Per-seed code draws come from numpy's SeedSequence of ``(CODE_STREAM, seed)``, not from torch's stream of
+#: ``seed``: that stream also gives the sample's noise (``per_seed_randn``) and its first uniform is strongly
+#: correlated with the noise (corr ≈ −0.7 with the second coordinate), which would tie the code to the noise.
+#: (Adding a large offset to the torch seed does not help: the CPU generator keeps only the low 32 bits.)
+CODE_STREAM = 0xC0DE
 
 
 class CodeWeights:
@@ -91,12 +96,15 @@ class CodeWeights:
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw code indices ~ Categorical(w / sum w) as int64 [N] on the weights' device.
 
-        With ``seeds``, sample k uses one float64 uniform from ``seed_generator(seeds[k])`` and inverse-CDF
-        lookup, so it depends only on seed k (not on the batch). Otherwise ``n`` draws from ``generator``.
+        With ``seeds``, sample k uses one float64 uniform from
+        ``np.random.default_rng((CODE_STREAM, seeds[k]))`` (a stream independent of the sample's noise) and
+        inverse-CDF lookup, so it depends only on seed k (not on the batch). Otherwise ``n`` draws from
+        ``generator``.
         """
         p = self.probs()
         if seeds is not None:
-            u = torch.stack([torch.rand((), generator=seed_generator(s), dtype=torch.float64) for s in seeds])
+            u = torch.tensor([np.random.default_rng((CODE_STREAM, int(s))).random() for s in seeds],
+                             dtype=torch.float64)
         elif n is not None:
             u = torch.rand(int(n), generator=generator, dtype=torch.float64)
         else:
