@@ -31,9 +31,9 @@ from qac.metrics.toybench import summarize as summarize_rows
 
 def _job(args: tuple) -> dict:
     torch.set_num_threads(1)
-    cfg, ds, method, seed, work = args
+    cfg, ds, method, seed, work, reuse = args
     t0 = time.perf_counter()
-    rec = run_one(cfg, ds, method, seed, work)
+    rec = run_one(cfg, ds, method, seed, work, reuse=reuse)
     print(f"{ds:>12} {method:>4} seed {seed}: L_CFM {rec['lcfm']:.3f} curv100 {rec['curv100']:.4f} "
           f"ED@1 {rec['ed1']:.4f} ED@2 {rec['ed2']:.4f} ED@100 {rec['ed100']:.4f} RK45 {rec['rk45_nfe']} "
           f"({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -47,6 +47,7 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="CI size: 1 data set, 1 seed, 100 steps")
     p.add_argument("--out", default="docs/results")
     p.add_argument("--workdir", default=None)
+    p.add_argument("--reuse", action="store_true", help="evaluate complete runs already in --workdir")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite toy2d.md (and the picture if --workdir holds the runs) from toy2d.json")
     a = p.parse_args()
@@ -56,7 +57,8 @@ def main() -> None:
     if a.smoke:
         cfg = replace(cfg, datasets=("moons",), seeds=(0,), steps=100, n_eval=500, lcfm_points=1000)
     work = Path(a.workdir or tempfile.mkdtemp(prefix="toy2d-"))
-    jobs = [(cfg, ds, m, s, str(work)) for ds in cfg.datasets for m in cfg.methods for s in cfg.seeds]
+    jobs = [(cfg, ds, m, s, str(work), a.reuse)
+            for ds in cfg.datasets for m in cfg.methods for s in cfg.seeds]
     t0 = time.perf_counter()
     if a.workers > 1:
         with mp.get_context("spawn").Pool(a.workers) as pool:

@@ -127,13 +127,39 @@ def evaluate_toy(run: Any, cfg: ToyBenchConfig, dataset: str, seed: int) -> dict
     return out
 
 
-def run_one(cfg: ToyBenchConfig, dataset: str, method: str, seed: int, workdir: str | Path) -> dict[str, Any]:
-    """Train and evaluate one (data set, method, seed); returns a flat record."""
+def _finished_train_seconds(cfg: ToyBenchConfig, run_dir: Path) -> float | None:
+    """Training seconds of a complete earlier run of this configuration in ``run_dir`` (from its logged
+    throughput), or None when there is none; an incomplete folder is removed."""
+    import json
+    import shutil
+
+    if not run_dir.exists():
+        return None
+    stats = run_dir / "stats.jsonl"
+    lines = [json.loads(line) for line in stats.read_text().splitlines()] if stats.exists() else []
+    if (run_dir / "checkpoint").exists() and lines and lines[-1]["step"] == cfg.steps:
+        seconds, prev = 0.0, 0
+        for rec in lines:
+            seconds += (rec["step"] - prev) * cfg.batch_size / rec["img_per_s"]
+            prev = rec["step"]
+        return seconds
+    shutil.rmtree(run_dir)
+    return None
+
+
+def run_one(cfg: ToyBenchConfig, dataset: str, method: str, seed: int, workdir: str | Path,
+            reuse: bool = False) -> dict[str, Any]:
+    """Train and evaluate one (data set, method, seed); returns a flat record.
+
+    ``reuse=True`` evaluates a complete earlier training run in the same ``workdir`` instead of retraining.
+    """
     from qac.train.run import load_run
 
     torch.manual_seed(seed)
     run_dir = Path(workdir) / f"{dataset}-{method}-s{seed}"
-    train_s = train_toy(cfg, dataset, method, seed, run_dir)
+    train_s = _finished_train_seconds(cfg, run_dir) if reuse else None
+    if train_s is None:
+        train_s = train_toy(cfg, dataset, method, seed, run_dir)
     t0 = time.perf_counter()
     run = load_run(run_dir, device="cpu")
     rec = {"dataset": dataset, "method": method, "seed": seed, "train_s": train_s}
