@@ -230,7 +230,11 @@ def markdown_report(rows: Sequence[dict[str, Any]], cfg: ToyBenchConfig, seconds
              f"t-grid. Curvature: RNE estimator, Euler on a uniform RF-time grid (σ_max = {cfg.sigma_max:g}) "
              f"from {cfg.n_eval} prior draws. ED@k: unbiased energy distance, Euler with k steps (NFE = k), "
              f"{cfg.n_eval} vs {cfg.n_eval} fresh points; ED floor = data vs data. RK45: scipy, tol "
-             f"{cfg.rk45_tol:g}, {cfg.rk45_points} points. Total wall time {seconds / 60:.1f} min.", ""]
+             f"{cfg.rk45_tol:g}, {cfg.rk45_points} points. Wall time of the last invocation "
+             f"{seconds / 60:.1f} min; "
+             f"summed over runs: training {sum(r['train_s'] for r in rows) / 60:.1f} min, evaluation "
+             f"{sum(r.get('eval_s', 0.0) for r in rows) / 60:.1f} min (single-threaded processes on a shared "
+             f"2-core machine).", ""]
     for ds in cfg.datasets:
         lines += [f"## {ds}", "", "| method | " + " | ".join(heads) + " |",
                   "|---|" + "---|" * len(heads)]
