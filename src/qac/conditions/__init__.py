@@ -18,10 +18,10 @@ from qac.conditions.fsq import (
     index_to_codes,
     level_list,
 )
-from qac.conditions.weights import CODE_SEED_SALT, MAX_DENSE_CODEBOOK, CodeWeights, code_seed
+from qac.conditions.weights import CODE_STREAM, MAX_DENSE_CODEBOOK, CodeWeights
 
 __all__ = [
-    "CODE_SEED_SALT",
+    "CODE_STREAM",
     "ENCODERS",
     "MAX_CODEBOOK",
     "MAX_DENSE_CODEBOOK",
@@ -29,7 +29,6 @@ __all__ = [
     "MLPEncoder",
     "UNetEncoder",
     "build_encoder",
-    "code_seed",
     "code_to_input",
     "codebook_size",
     "codes_to_index",

@@ -29,10 +29,7 @@ from qac.train.config import TrainConfig, load_config
 from qac.train.distributed import DistInfo, all_reduce_sum, init_distributed
 from qac.train.ema import ema_beta, update_ema
 from qac.train.model import NonFiniteError, QACModel, build_model
-from qac.util import atomic_write_json, resolve_device
-
-
-_NOISE_SALT = 0x5DEECE66D  # separates the noise stream from the CPU stream (sigma, flips) of the same step
+from qac.util import atomic_write_json, derive_seed, resolve_device
 
 
 class TrainingDiverged(QACError):
@@ -85,10 +82,10 @@ class _LossModule(nn.Module):
         return denoising_loss(self.model, x0, sigma, noise, y_q), idx
 
 
-def step_seed(seed: int, rank: int, step: int) -> int:
-    """A 63-bit seed for one (seed, rank, step); all per-step randomness derives from it."""
-    return int(np.random.SeedSequence([seed, rank, step]).generate_state(2, dtype=np.uint32).astype(np.uint64)
-               .dot([1 << 31, 1]))
+def step_seeds(seed: int, rank: int, step: int) -> tuple[int, int, int]:
+    """Three independent 32-bit seeds for one (seed, rank, step): global RNG (dropout), CPU draws (sigma,
+    flips) and the noise on the training device. All per-step randomness derives from them."""
+    return tuple(derive_seed(seed, rank, step, stream) for stream in range(3))  # type: ignore[return-value]
 
 
 def batch_indices(step: int, batch: int, n: int, seed: int, info: DistInfo) -> Tensor:
@@ -206,10 +203,10 @@ def _prepare_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[TrainCo
 
 def _train_step(loss_module: nn.Module, opt: torch.optim.Optimizer, data: ArrayDataset, step: int,
                 cfg: TrainConfig, info: DistInfo, device: torch.device) -> tuple[float, Tensor | None, float]:
-    """One optimizer step (Alg. 1 lines 5-10); all randomness from :func:`step_seed`."""
-    seed = step_seed(cfg.seed, info.rank, step)
-    torch.manual_seed(seed)  # dropout and anything else using the global generator
-    cpu_gen = torch.Generator().manual_seed(seed)
+    """One optimizer step (Alg. 1 lines 5-10); all randomness from :func:`step_seeds`."""
+    global_seed, cpu_seed, noise_seed = step_seeds(cfg.seed, info.rank, step)
+    torch.manual_seed(global_seed)  # dropout and anything else using the global generator
+    cpu_gen = torch.Generator().manual_seed(cpu_seed)
     x0 = data.as_float(batch_indices(step, cfg.batch_size, len(data), cfg.seed, info))  # uint8 -> [-1, 1]
     if cfg.xflip and x0.ndim == 4:
         flip = torch.rand(len(x0), generator=cpu_gen) < 0.5
@@ -217,7 +214,7 @@ def _train_step(loss_module: nn.Module, opt: torch.optim.Optimizer, data: ArrayD
     x0 = x0.to(device, non_blocking=True)
     model = loss_module.module if isinstance(loss_module, nn.parallel.DistributedDataParallel) else loss_module
     sigma = model.model.formulation.sample_sigma(len(x0), cpu_gen, device)
-    noise_gen = torch.Generator(device=device).manual_seed(seed ^ _NOISE_SALT)  # drawn where it is used
+    noise_gen = torch.Generator(device=device).manual_seed(noise_seed)  # drawn where it is used
     noise = torch.randn(x0.shape, generator=noise_gen, device=device)
     for g in opt.param_groups:
         g["lr"] = lr_at(step, cfg)

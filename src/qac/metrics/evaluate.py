@@ -1,0 +1,199 @@
+"""Metrics of trained runs: FID (or a ``proxy_*`` Fréchet distance) and toy distances (SPEC §5).
+
+Samples are generated in batches straight into the statistics, never written to disk. Sample k uses
+seed ``seeds_start + k`` alone (its noise and its code; EDM protocol: seeds 0–49999 for FID-50k).
+
+>>> from qac.metrics.proxies import PixelDetector
+>>> res = fid_of_run("runs/digits", "ref.npz", PixelDetector(), nfe=4, num=256)  # doctest: +SKIP
+>>> res.result.metric, res.nfe  # doctest: +SKIP
+('proxy_pixel_fd', 4)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qac.errors import QACError
+from qac.metrics.detectors import Detector
+from qac.metrics.fid import fid_from_generator
+from qac.metrics.frechet import FIDResult
+from qac.metrics.stats import Reference, load_reference
+from qac.metrics.toy import TOY_METRICS, toy_report
+
+#: Seed offset of the fresh toy reference data (far from the training seeds 0, 1, 2, ...).
+TOY_REF_SEED = 10**6
+RunLike = Any  # qac.train.run.LoadedRun or a run folder path
+
+
+def open_run(run: RunLike, device: str | torch.device | None = "cpu") -> Any:
+    """A :class:`qac.train.run.LoadedRun` from a run folder (or the loaded run itself)."""
+    if isinstance(run, (str, Path)):
+        from qac.train.run import load_run
+
+        return load_run(run, device=device)
+    return run
+
+
+def seed_range(start: int, num: int) -> list[int]:
+    """The seeds ``start .. start + num - 1`` (QACError for impossible ranges)."""
+    if num < 1 or start < 0:
+        raise QACError(f"need --num >= 1 and --seeds-start >= 0, got num={num}, start={start}")
+    return list(range(start, start + num))
+
+
+def seeds_label(seeds: Sequence[int]) -> str:
+    """``"0-49999"`` for a contiguous range (how EDM writes it)."""
+    return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """How samples are drawn: solver, ``nfe`` or ``steps``, AFS, code weights, and extra
+    :func:`qac.sampling.sample` options (schedule, sigma_min, sigma_max, ...)."""
+
+    solver: str = "heun"
+    nfe: int | None = None
+    steps: int | None = None
+    afs: bool = False
+    codes: str = "online"
+    opts: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.nfe is not None and self.steps is not None:
+            raise QACError("give either --nfe or --steps, not both")
+
+
+def sample_batches(run: RunLike, seeds: Sequence[int], spec: SamplerSpec, *, batch_size: int = 256,
+                   on_batch: Callable[[int, int], None] | None = None) -> Iterator[torch.Tensor]:
+    """Yield generated samples (float32 CPU; images clamped to [-1, 1]) for ``seeds`` in order, by batch.
+
+    ``on_batch(n_items, nfe)`` is called after every batch (progress bars, NFE bookkeeping).
+    """
+    from qac.generate import generate
+
+    run = open_run(run)
+    weights = run.code_weights(spec.codes)
+    image = len(run.model.item_shape) == 3
+    for lo in range(0, len(seeds), batch_size):
+        chunk = list(seeds[lo:lo + batch_size])
+        out = generate(run.model, chunk, code_weights=weights, solver=spec.solver, steps=spec.steps,
+                       nfe=spec.nfe, batch_size=batch_size, afs=spec.afs, **spec.opts)
+        if on_batch is not None:
+            on_batch(len(chunk), out.nfe)
+        yield out.samples.clamp(-1, 1) if image else out.samples
+
+
+@dataclass(frozen=True)
+class RunMetric:
+    """One metric of one run under one sampler, with provenance. ``result`` is the FIDResult for
+    Fréchet metrics (its ``metric`` is ``fid`` or ``proxy_*``); ``value``/``floor`` for set metrics."""
+
+    run: str
+    metric: str
+    value: float
+    solver: str
+    nfe: int
+    steps: int | None
+    afs: bool
+    codes: str
+    n: int
+    seeds: str
+    seconds: float
+    floor: float | None = None
+    result: FIDResult | None = None
+
+    @property
+    def is_proxy(self) -> bool:
+        return self.metric.startswith("proxy_")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["result"] = self.result.to_dict() if self.result is not None else None
+        d["is_proxy"] = self.is_proxy
+        return d
+
+
+class _NfeRecorder:
+    def __init__(self, bar: Any = None) -> None:
+        self.nfe, self.bar = 0, bar
+
+    def __call__(self, n: int, nfe: int) -> None:
+        self.nfe = nfe
+        if self.bar is not None:
+            self.bar.update(n)
+
+
+def fid_of_run(run: RunLike, ref: Reference | str | Path, detector: Detector, *, solver: str = "heun",
+               nfe: int | None = None, steps: int | None = None, num: int = 50_000, seeds_start: int = 0,
+               batch_size: int = 256, codes: str = "online", afs: bool = False, kid_keep: int = 0,
+               progress: bool = True, **sample_opts: Any) -> RunMetric:
+    """FID (or the ``proxy_*`` distance of a proxy ``detector``) of ``num`` samples of ``run`` vs ``ref``.
+
+    Seeds ``seeds_start .. seeds_start + num − 1``; images go from the sampler to the detector batch by
+    batch. The record names N, seeds, detector sha256, protocol (in ``result``), solver and NFE.
+
+    >>> fid_of_run("runs/cifar", "cifar10-32x32.npz", open_detector(), solver="ipndm", nfe=6,
+    ...            afs=True)  # doctest: +SKIP
+    """
+    t0 = time.perf_counter()
+    run = open_run(run)
+    if len(run.model.item_shape) != 3:
+        raise QACError(f"{run.path} is a point-data run: use a toy metric (energy_distance, w2, mmd)")
+    ref = load_reference(ref) if isinstance(ref, (str, Path)) else ref
+    seeds = seed_range(seeds_start, num)
+    spec = SamplerSpec(solver, nfe, steps, afs, codes, dict(sample_opts))
+    rec = _NfeRecorder()
+    batches = sample_batches(run, seeds, spec, batch_size=batch_size, on_batch=rec)
+    result = fid_from_generator(batches, detector, ref, seeds=seeds_label(seeds), max_items=num,
+                                kid_keep=kid_keep, progress=progress)
+    return RunMetric(str(run.path), result.metric, result.value, solver, rec.nfe, steps, afs, codes, result.n,
+                     seeds_label(seeds), time.perf_counter() - t0, result=result)
+
+
+def toy_reference(run: RunLike, num: int, seed: int = TOY_REF_SEED) -> torch.Tensor:
+    """``num`` fresh points of a toy run's distribution (``toy:NAME``), else ``num`` of its data points."""
+    from qac.data import sample_toy
+    from qac.data.toy import parse_toy_source
+    from qac.util import seed_generator
+
+    run = open_run(run)
+    source = run.config.data
+    if source.startswith("toy:"):
+        name, _ = parse_toy_source(source)
+        return sample_toy(name, num, seed_generator(seed))
+    data = run.dataset().as_float()
+    perm = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(seed))
+    return data[perm[:num]]
+
+
+def toy_metric_of_run(run: RunLike, metric: str = "energy_distance", *, solver: str = "euler",
+                      nfe: int | None = None, steps: int | None = None, num: int = 2000, seeds_start: int = 0,
+                      batch_size: int = 4096, codes: str = "online", afs: bool = False,
+                      reference: torch.Tensor | None = None, **sample_opts: Any) -> RunMetric:
+    """A toy distance (``energy_distance``, ``w2``, ``mmd``) of ``num`` samples vs fresh data, with its floor.
+
+    The reference holds ``2·num`` fresh points (:func:`toy_reference`); :func:`qac.metrics.toy.toy_report`
+    compares the samples with one half and reports the other half as the data-vs-data floor.
+
+    >>> toy_metric_of_run("runs/moons", "energy_distance", solver="euler", nfe=2).value  # doctest: +SKIP
+    """
+    if metric not in TOY_METRICS:
+        raise QACError(f"unknown toy metric {metric!r}; choose from {sorted(TOY_METRICS)}")
+    t0 = time.perf_counter()
+    run = open_run(run)
+    if len(run.model.item_shape) != 1:
+        raise QACError(f"{run.path} is an image run: {metric!r} needs point data (use fid or proxy_*)")
+    seeds = seed_range(seeds_start, num)
+    spec = SamplerSpec(solver, nfe, steps, afs, codes, dict(sample_opts))
+    rec = _NfeRecorder()
+    samples = torch.cat(list(sample_batches(run, seeds, spec, batch_size=batch_size, on_batch=rec)))
+    ref = toy_reference(run, 2 * num) if reference is None else reference
+    rep = toy_report(samples, ref, metrics=[metric])
+    return RunMetric(str(run.path), metric, rep[metric], solver, rec.nfe, steps, afs, codes, int(rep["n"]),
+                     seeds_label(seeds), time.perf_counter() - t0, floor=rep[f"{metric}_floor"])

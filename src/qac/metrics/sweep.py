@@ -1,0 +1,170 @@
+"""Metric vs NFE for several runs and solvers: CSV, markdown table and plot (SPEC §5).
+
+Every (run, solver, NFE) is evaluated under the same seeds; a pair the solver cannot spend exactly
+(e.g. Heun at an odd NFE without AFS) is skipped with a note instead of failing. Metrics:
+
+* point runs: ``energy_distance`` (alias ``energy``), ``w2``, ``mmd`` against fresh toy data (with floor);
+* image runs: ``fid`` (needs a detector and ``ref``) or a Fréchet proxy ``proxy_pixel_fd`` /
+  ``proxy_randconv_fd`` (``ref`` made with ``qac fid ref --proxy``). Proxies keep their ``proxy_*`` names
+  in every output.
+
+>>> res = sweep(["runs/a", "runs/b"], ["euler", "heun"], [2, 4], "energy", num=1000)  # doctest: +SKIP
+>>> write_sweep(res, "sweep_out")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qac.errors import QACError
+from qac.metrics.evaluate import fid_of_run, open_run, toy_metric_of_run
+from qac.metrics.registry import get_metric
+from qac.metrics.stats import Reference, load_reference
+from qac.sampling import get_solver, steps_for_nfe
+
+ALIASES = {"energy": "energy_distance", "ed": "energy_distance"}
+CSV_COLUMNS = ("run", "run_name", "solver", "nfe", "steps", "afs", "metric", "value", "floor", "n", "seeds",
+               "seconds")
+
+
+def resolve_metric(name: str) -> str:
+    """Canonical metric name (``energy`` -> ``energy_distance``); QACError for unknown names.
+
+    >>> resolve_metric("energy"), resolve_metric("proxy_pixel_fd")
+    ('energy_distance', 'proxy_pixel_fd')
+    """
+    name = ALIASES.get(name, name)
+    spec = get_metric(name)
+    if spec.domain == "image" and spec.name != "fid" and spec.detector is None:
+        raise QACError(f"metric {name!r} compares image sets directly; the sweep supports fid, "
+                       f"proxy_pixel_fd, proxy_randconv_fd, energy_distance, w2, mmd")
+    return spec.name
+
+
+@dataclass
+class SweepResult:
+    """Rows (one per evaluated run × solver × NFE) and the skipped pairs with their reasons."""
+
+    metric: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def is_proxy(self) -> bool:
+        return self.metric.startswith("proxy_")
+
+
+def sweep(runs: Sequence[Any], solvers: Sequence[str], nfes: Sequence[int], metric: str, *,
+          ref: Reference | str | Path | None = None, detector: Any = None, num: int = 2000,
+          seeds_start: int = 0, batch_size: int = 256, afs: bool = False, codes: str = "online",
+          progress: bool = False, log: Any = None) -> SweepResult:
+    """Evaluate ``metric`` for every run × solver × NFE (see the module docstring)."""
+    metric = resolve_metric(metric)
+    spec = get_metric(metric)
+    for s in solvers:
+        entry = get_solver(s)  # unknown solver names are user errors up front
+        if entry.nfe is None:
+            raise QACError(f"solver {s!r} is adaptive: it has no fixed NFE to sweep")
+    if not nfes:
+        raise QACError("give at least one NFE")
+    if spec.domain == "image":
+        if ref is None:
+            raise QACError(f"metric {metric!r} needs reference statistics (--ref, from `qac fid ref`)")
+        ref = load_reference(ref) if isinstance(ref, (str, Path)) else ref
+        if detector is None:
+            if metric == "fid":
+                raise QACError("metric 'fid' needs a detector (--detector PATH); or use a proxy_* metric")
+            detector = spec.detector(0)
+    loaded = [open_run(r) for r in runs]
+    kinds = {r.path: "image" if len(r.model.item_shape) == 3 else "points" for r in loaded}
+    bad = [str(p) for p, k in kinds.items() if k != spec.domain]
+    if bad:
+        raise QACError(f"metric {metric!r} is for {spec.domain} runs; {bad[0]} holds "
+                       f"{'images' if spec.domain == 'points' else 'points'}")
+    res = SweepResult(metric)
+    names = _run_names(loaded)
+    for run, name in zip(loaded, names):
+        for solver in solvers:
+            for nfe in nfes:
+                try:
+                    steps = steps_for_nfe(solver, nfe, afs=afs)
+                except QACError as exc:
+                    res.skipped.append({"run_name": name, "solver": solver, "nfe": nfe, "reason": str(exc)})
+                    continue
+                common = dict(solver=solver, nfe=nfe, num=num, seeds_start=seeds_start, batch_size=batch_size,
+                              codes=codes, afs=afs)
+                if spec.domain == "image":
+                    m = fid_of_run(run, ref, detector, progress=progress, **common)
+                else:
+                    m = toy_metric_of_run(run, metric, **common)
+                row = {"run": m.run, "run_name": name, "solver": solver, "nfe": m.nfe, "steps": steps,
+                       "afs": afs, "metric": m.metric, "value": m.value, "floor": m.floor, "n": m.n,
+                       "seeds": m.seeds, "seconds": round(m.seconds, 3)}
+                res.rows.append(row)
+                if log is not None:
+                    log(f"{name} {solver} NFE {m.nfe}: {m.metric} = {m.value:.5g}")
+    return res
+
+
+def _run_names(runs: Sequence[Any]) -> list[str]:
+    names = [Path(r.path).name for r in runs]
+    if len(set(names)) < len(names):
+        names = [f"{n}#{i}" for i, n in enumerate(names)]
+    return names
+
+
+def to_csv(res: SweepResult) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in res.rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def to_markdown(res: SweepResult, nfes: Sequence[int]) -> str:
+    """One row per run × solver, one column per NFE; ``—`` where the pair was skipped."""
+    label = f"{res.metric} (proxy, not FID)" if res.is_proxy else res.metric
+    nfes = sorted(set(nfes))
+    lines = [f"# {label} vs NFE", "", "| run | solver | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+             "|---|---|" + "---|" * len(nfes)]
+    cells: dict[tuple[str, str], dict[int, float]] = {}
+    for r in res.rows:
+        cells.setdefault((r["run_name"], r["solver"]), {})[int(r["nfe"])] = float(r["value"])
+    for s in res.skipped:
+        cells.setdefault((s["run_name"], s["solver"]), {})
+    for (run, solver), vals in cells.items():
+        row = " | ".join(f"{vals[n]:.4g}" if n in vals else "—" for n in nfes)
+        lines.append(f"| {run} | {solver} | {row} |")
+    floors = sorted({round(float(r["floor"]), 6) for r in res.rows if r.get("floor") is not None})
+    if floors:
+        lines += ["", f"Data-vs-data floor of {res.metric}: " + ", ".join(f"{f:.4g}" for f in floors) + "."]
+    if res.skipped:
+        lines += ["", "Skipped:"] + [f"- {s['run_name']} / {s['solver']} at NFE {s['nfe']}: {s['reason']}"
+                                     for s in res.skipped]
+    return "\n".join(lines) + "\n"
+
+
+def write_sweep(res: SweepResult, out: str | Path, nfes: Sequence[int] | None = None,
+                plot: bool = True) -> dict[str, Path]:
+    """Write ``sweep.csv``, ``sweep.md``, ``sweep.json`` (and ``sweep.png``) into ``out``."""
+    from qac.util import atomic_write_bytes, atomic_write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    nfes = nfes if nfes is not None else sorted({int(r["nfe"]) for r in res.rows})
+    paths = {"csv": out / "sweep.csv", "md": out / "sweep.md", "json": out / "sweep.json"}
+    atomic_write_bytes(paths["csv"], to_csv(res).encode())
+    atomic_write_bytes(paths["md"], to_markdown(res, nfes).encode())
+    atomic_write_json(paths["json"], {"metric": res.metric, "is_proxy": res.is_proxy, "rows": res.rows,
+                                      "skipped": res.skipped})
+    if plot and res.rows:
+        from qac.metrics.plots import plot_metric_vs_nfe
+
+        paths["png"] = plot_metric_vs_nfe(res.rows, res.metric, out / "sweep.png")
+    return paths

@@ -1,0 +1,305 @@
+"""CPU 2-D toy benchmark: baseline (independent coupling, I-CFM) vs QAC (reference notes rne_fsq_cfm §7).
+
+Both methods share everything but the condition: rectified-flow formulation (t ~ U, v-loss), the package
+MLP, Adam, batch, steps, seeds. Per (data set, method, seed) :func:`run_one` trains a run and measures
+
+* L_CFM: per-dimension test loss on fresh data, averaged over a midpoint t-grid (QAC: code from E(x₀));
+* curvature: RNE estimator on Euler with K = 100 (and K = 8) on a uniform RF-time grid from prior noise;
+* energy distance (primary few-step metric) at Euler NFE ∈ {1, 2, 4, 8, 100} against fresh data, and the
+  data-vs-data floor;
+* RK45 NFE: ``scipy.integrate.solve_ivp`` (RK45, rtol = atol = tol) of the RF ODE over t ∈ [1−1e-4, 1e-4];
+* code perplexity exp(−Σ p log p) and codes with p > 1e-3 (QAC), from the online EMA weights.
+
+>>> cfg = ToyBenchConfig(datasets=("moons",), seeds=(0,), steps=50, n_eval=200)  # doctest: +SKIP
+>>> rows = run_benchmark(cfg, "/tmp/toy")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qac.metrics.analysis import code_denoise_fn, rf_uniform_sigmas, trajectory_curvature
+from qac.metrics.cfm import cfm_loss_curve, velocity_from_denoiser
+from qac.metrics.toy import energy_distance
+
+METHODS = {"icfm": "none", "qac": "qac"}
+
+
+@dataclass(frozen=True)
+class ToyBenchConfig:
+    """Budget and protocol knobs; defaults follow §7 scaled to a ~15-minute CPU budget."""
+
+    datasets: tuple[str, ...] = ("8gaussians", "moons", "checkerboard")
+    methods: tuple[str, ...] = ("icfm", "qac")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    steps: int = 1200
+    batch_size: int = 256
+    lr: float = 1e-3
+    levels: int = 4
+    code_dim: int = 2
+    train_points: int = 50_000
+    n_eval: int = 3000
+    lcfm_points: int = 8000
+    lcfm_ts: int = 10
+    nfes: tuple[int, ...] = (1, 2, 4, 8, 100)
+    curvature_steps: tuple[int, ...] = (100, 8)
+    sigma_max: float = 999.0
+    rk45_points: int = 256
+    rk45_tol: float = 1e-5
+
+
+def train_toy(cfg: ToyBenchConfig, dataset: str, method: str, seed: int, run_dir: Path) -> float:
+    """Train one run (rf formulation, package MLP); returns wall seconds."""
+    from qac.train import ModelConfig, TrainConfig, train
+
+    model = ModelConfig(arch="mlp", formulation="rf", cond=METHODS[method], levels=cfg.levels,
+                        code_dim=cfg.code_dim)
+    tcfg = TrainConfig(data=f"toy:{dataset}:{cfg.train_points}", model=model, steps=cfg.steps,
+                       batch_size=cfg.batch_size, lr=cfg.lr, lr_warmup_steps=min(100, cfg.steps // 10),
+                       ema_halflife_img=cfg.steps * cfg.batch_size / 20, seed=seed, device="cpu",
+                       log_every=max(1, cfg.steps // 10), snapshot_every=10**9, grid_every=10**9)
+    t0 = time.perf_counter()
+    train(tcfg, run_dir, progress=False)
+    return time.perf_counter() - t0
+
+
+def rk45_nfe(run: Any, seeds: Sequence[int], tol: float, t_max: float = 1 - 1e-4, t_min: float = 1e-4) -> int:
+    """Function evaluations of scipy RK45 on the RF ODE dx/dt = v(x, t) from t_max (noise) to t_min."""
+    from scipy.integrate import solve_ivp
+
+    from qac.conditions import index_to_codes
+    from qac.util import per_seed_randn
+
+    model = run.model
+    shape = (len(seeds), *model.item_shape)
+    x1 = per_seed_randn(list(seeds), model.item_shape, dtype=torch.float64)
+    y_q = None
+    if model.conditional:
+        idx = run.code_weights().sample(seeds=list(seeds))
+        y_q = index_to_codes(idx, model.levels, model.code_dim)
+    vel = velocity_from_denoiser(lambda x, s, _x0: model(x, s, y_q))
+
+    def f(t: float, flat: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(flat).reshape(shape)
+        with torch.no_grad():
+            v = vel(x, torch.tensor(t, dtype=torch.float64), x)
+        return v.reshape(-1).numpy()
+
+    sol = solve_ivp(f, (t_max, t_min), (x1 * t_max).reshape(-1).numpy(), method="RK45", rtol=tol, atol=tol)
+    return int(sol.nfev)
+
+
+def evaluate_toy(run: Any, cfg: ToyBenchConfig, dataset: str, seed: int) -> dict[str, Any]:
+    """All §7 metrics of one trained toy run (evaluation seeds fixed, independent of the training seed)."""
+    from qac.data import sample_toy
+    from qac.generate import generate
+    from qac.util import seed_generator
+
+    out: dict[str, Any] = {}
+    ts = [(k + 0.5) / cfg.lcfm_ts for k in range(cfg.lcfm_ts)]
+    x_test = sample_toy(dataset, cfg.lcfm_points, seed_generator(10**6 + 1))
+    curve = cfm_loss_curve(code_denoise_fn(run.model), x_test, ts, generator=torch.Generator().manual_seed(7),
+                           batch_size=4096)
+    out["lcfm"] = float(np.mean(list(curve.values())))
+    eval_seeds = list(range(cfg.n_eval))
+    for k in cfg.curvature_steps:
+        cur = trajectory_curvature(run, eval_seeds, steps=k, sigma_max=cfg.sigma_max)
+        out[f"curv{k}"] = cur["curvature"]
+    ref = sample_toy(dataset, 2 * cfg.n_eval, seed_generator(10**6 + 2))
+    out["ed_floor"] = energy_distance(ref[:cfg.n_eval], ref[cfg.n_eval:])
+    weights = run.code_weights()
+    for nfe in cfg.nfes:
+        g = generate(run.model, eval_seeds, code_weights=weights, solver="euler",
+                     schedule=rf_uniform_sigmas(nfe, cfg.sigma_max), batch_size=4096)
+        out[f"ed{nfe}"] = energy_distance(g.samples, ref[:cfg.n_eval])
+    out["rk45_nfe"] = rk45_nfe(run, list(range(cfg.rk45_points)), cfg.rk45_tol)
+    if weights is not None:
+        out["perplexity"] = weights.perplexity()
+        out["codes_used"] = weights.num_used(1e-3)
+    return out
+
+
+def _finished_train_seconds(cfg: ToyBenchConfig, run_dir: Path) -> float | None:
+    """Training seconds of a complete earlier run of this configuration in ``run_dir`` (from its logged
+    throughput), or None when there is none; an incomplete folder is removed."""
+    import json
+    import shutil
+
+    if not run_dir.exists():
+        return None
+    stats = run_dir / "stats.jsonl"
+    lines = [json.loads(line) for line in stats.read_text().splitlines()] if stats.exists() else []
+    if (run_dir / "checkpoint").exists() and lines and lines[-1]["step"] == cfg.steps:
+        seconds, prev = 0.0, 0
+        for rec in lines:
+            seconds += (rec["step"] - prev) * cfg.batch_size / rec["img_per_s"]
+            prev = rec["step"]
+        return seconds
+    shutil.rmtree(run_dir)
+    return None
+
+
+def run_one(cfg: ToyBenchConfig, dataset: str, method: str, seed: int, workdir: str | Path,
+            reuse: bool = False) -> dict[str, Any]:
+    """Train and evaluate one (data set, method, seed); returns a flat record.
+
+    ``reuse=True`` evaluates a complete earlier training run in the same ``workdir`` instead of retraining.
+    """
+    from qac.train.run import load_run
+
+    torch.manual_seed(seed)
+    run_dir = Path(workdir) / f"{dataset}-{method}-s{seed}"
+    train_s = _finished_train_seconds(cfg, run_dir) if reuse else None
+    if train_s is None:
+        train_s = train_toy(cfg, dataset, method, seed, run_dir)
+    t0 = time.perf_counter()
+    run = load_run(run_dir, device="cpu")
+    rec = {"dataset": dataset, "method": method, "seed": seed, "train_s": train_s}
+    rec.update(evaluate_toy(run, cfg, dataset, seed))
+    rec["eval_s"] = time.perf_counter() - t0
+    return rec
+
+
+def run_benchmark(cfg: ToyBenchConfig, workdir: str | Path, log: Any = print) -> list[dict[str, Any]]:
+    """Every (data set, method, seed) of ``cfg`` in order; ``log`` gets one line per run."""
+    rows = []
+    for ds in cfg.datasets:
+        for method in cfg.methods:
+            for seed in cfg.seeds:
+                rec = run_one(cfg, ds, method, seed, workdir)
+                log(f"{ds} {method} seed {seed}: curv100 {rec.get('curv100', float('nan')):.4f} "
+                    f"ed2 {rec['ed2']:.4f} ({rec['train_s']:.0f}+{rec['eval_s']:.0f} s)")
+                rows.append(rec)
+    return rows
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
+    """{(dataset, method): {column: (mean, std over seeds)}} for every numeric column."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["method"]), []).append(r)
+    skip = {"dataset", "method", "seed"}
+    return {key: {c: _mean_std([r[c] for r in rs]) for c in rs[0] if c not in skip and c in rs[-1]}
+            for key, rs in groups.items()}
+
+
+def ratio(summary: dict, dataset: str, column: str, num: str = "qac",
+          den: str = "icfm") -> tuple[float, float]:
+    """QAC ÷ baseline of a column's seed means, with a first-order std (relative errors in quadrature)."""
+    (a, sa), (b, sb) = summary[(dataset, num)][column], summary[(dataset, den)][column]
+    r = a / b
+    return r, abs(r) * math.sqrt((sa / a) ** 2 + (sb / b) ** 2) if a and b else float("nan")
+
+
+def _fmt(ms: tuple[float, float]) -> str:
+    m, s = ms
+    if abs(m) >= 100:
+        return f"{m:.0f} ± {s:.0f}"
+    return f"{m:.3g} ± {s:.2g}"
+
+
+def markdown_report(rows: Sequence[dict[str, Any]], cfg: ToyBenchConfig, seconds: float,
+                    notes: str = "") -> str:
+    """The results page: one table per data set (mean ± std over seeds) and the QAC ÷ baseline ratios."""
+    summ = summarize(rows)
+    cols = ["lcfm", *[f"curv{k}" for k in cfg.curvature_steps], *[f"ed{n}" for n in cfg.nfes], "ed_floor",
+            "rk45_nfe", "perplexity", "codes_used", "train_s"]
+    heads = ["L_CFM", *[f"Curv(K={k})" for k in cfg.curvature_steps], *[f"ED@{n}" for n in cfg.nfes],
+             "ED floor", "RK45 NFE", "perplexity", "codes > 1e-3", "train s"]
+    lines = ["# 2-D toy benchmark: I-CFM baseline vs QAC", "",
+             "Written by `benchmarks/toy2d.py` (protocol: reference notes rne_fsq_cfm §7, scaled to the CPU "
+             "budget). Mean ± std over seeds " + ", ".join(map(str, cfg.seeds)) + ".", "",
+             f"Set-up: rectified-flow formulation (t ~ U), package MLP, Adam lr {cfg.lr}, batch "
+             f"{cfg.batch_size}, {cfg.steps} steps, EMA weights; QAC code: d = {cfg.code_dim}, "
+             f"L = {cfg.levels} "
+             f"({cfg.levels ** cfg.code_dim} codes), codes sampled from the online EMA histogram. "
+             f"L_CFM per dimension on {cfg.lcfm_points} fresh points, mean over a {cfg.lcfm_ts}-point "
+             f"midpoint "
+             f"t-grid. Curvature: RNE estimator, Euler on a uniform RF-time grid (σ_max = {cfg.sigma_max:g}) "
+             f"from {cfg.n_eval} prior draws. ED@k: unbiased energy distance, Euler with k steps (NFE = k), "
+             f"{cfg.n_eval} vs {cfg.n_eval} fresh points; ED floor = data vs data. RK45: scipy, tol "
+             f"{cfg.rk45_tol:g}, {cfg.rk45_points} points. Wall time of the last invocation "
+             f"{seconds / 60:.1f} min; "
+             f"summed over runs: training {sum(r['train_s'] for r in rows) / 60:.1f} min, evaluation "
+             f"{sum(r.get('eval_s', 0.0) for r in rows) / 60:.1f} min (single-threaded processes on a shared "
+             f"2-core machine).", ""]
+    for ds in cfg.datasets:
+        lines += [f"## {ds}", "", "| method | " + " | ".join(heads) + " |",
+                  "|---|" + "---|" * len(heads)]
+        for m in cfg.methods:
+            s = summ.get((ds, m))
+            if s is None:
+                continue
+            lines.append(f"| {m} | " + " | ".join(_fmt(s[c]) if c in s else "—" for c in cols) + " |")
+        lines.append("")
+    if "icfm" in cfg.methods and "qac" in cfg.methods:
+        wanted = {"curv100": "Curv(K=100)", "ed1": "ED@1", "ed2": "ED@2", "ed4": "ED@4", "lcfm": "L_CFM"}
+        present = [c for c in wanted if all(c in r for r in rows)]
+        lines += ["## QAC ÷ baseline (ratio of seed means ± first-order std)", "",
+                  "| data set | " + " | ".join(wanted[c] for c in present) + " |",
+                  "|---|" + "---|" * len(present)]
+        for ds in cfg.datasets:
+            if (ds, "qac") not in summ or (ds, "icfm") not in summ:
+                continue
+            cells = ["{:.3f} ± {:.3f}".format(*ratio(summ, ds, c)) for c in present]
+            lines.append(f"| {ds} | " + " | ".join(cells) + " |")
+        lines += ["", "ED@100 is left out of the ratios: both methods sit at the data floor there.", ""]
+    if notes:
+        lines += ["## Notes", "", notes.strip(), ""]
+    return "\n".join(lines)
+
+
+def plot_trajectories(runs: dict[str, Any], path: str | Path, *, num: int = 30, steps: int = 100,
+                      sigma_max: float = 999.0) -> Path:
+    """A grid of panels (rows: data sets, columns: methods) with ``num`` Euler trajectories each.
+
+    ``runs`` maps ``"dataset/method"`` to a loaded run; QAC trajectories are coloured by code index.
+    """
+    from qac.metrics.plots import pyplot
+
+    plt = pyplot()
+    datasets = sorted({k.split("/")[0] for k in runs}, key=list(k.split("/")[0] for k in runs).index)
+    methods = sorted({k.split("/")[1] for k in runs}, key=list(k.split("/")[1] for k in runs).index)
+    fig, axes = plt.subplots(len(datasets), len(methods), figsize=(3.2 * len(methods), 3.2 * len(datasets)),
+                             squeeze=False)
+    cmap = plt.get_cmap("tab20")
+    for i, ds in enumerate(datasets):
+        for j, m in enumerate(methods):
+            ax = axes[i][j]
+            run = runs.get(f"{ds}/{m}")
+            if run is None:
+                ax.axis("off")
+                continue
+            cur = trajectory_curvature(run, list(range(num)), steps=steps, sigma_max=sigma_max)
+            traj = cur["trajectory"].numpy()  # [K+1, B, 2] in RF space
+            for b in range(traj.shape[1]):
+                idx = int(cur["indices"][b])
+                color = cmap(idx % 20) if idx >= 0 else "tab:blue"
+                ax.plot(traj[:, b, 0], traj[:, b, 1], "-", lw=0.8, color=color, alpha=0.8)
+                ax.plot(traj[-1, b, 0], traj[-1, b, 1], ".", color="k", ms=3)
+            ax.set_title(f"{ds} / {m}: curv {cur['curvature']:.3f}", fontsize=8)
+            ax.set_aspect("equal")
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def config_dict(cfg: ToyBenchConfig) -> dict[str, Any]:
+    return asdict(cfg)
