@@ -98,3 +98,16 @@ def test_mistakes():
         index_to_codes(torch.tensor([16]), 2, 4)
     with pytest.raises(ValueError):
         codes_to_index(torch.tensor([[2.0]]), 2)
+
+
+def test_sigmoid_ste_gradient_is_l_times_sigmoid_derivative():
+    y = torch.tensor([[-3.0, -0.2, 0.0, 0.7, 4.0]], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([[1.0, -2.0, 0.5, 3.0, -1.0]], dtype=torch.float64)
+    q = fsq_quantize(y, 4, ste="sigmoid")
+    (w * q).sum().backward()
+    s = torch.sigmoid(y.detach())
+    torch.testing.assert_close(y.grad, w * 4 * s * (1 - s))
+    # same forward values as the paper's identity STE
+    torch.testing.assert_close(q.detach(), fsq_quantize(y.detach(), 4))
+    with pytest.raises(QACError, match="straight-through"):
+        fsq_quantize(y, 4, ste="tanh")

@@ -22,6 +22,8 @@ from qac.errors import QACError
 @click.option("--cond", type=click.Choice(["qac", "none"]), default="qac", help="QAC codes or a plain baseline.")
 @click.option("--levels", type=int, default=2, help="FSQ levels L per code channel.")
 @click.option("--code-dim", type=int, default=8, help="Code channels d; codebook size L^d.")
+@click.option("--ste", type=click.Choice(["identity", "sigmoid"]), default="identity",
+              help="Quantizer gradient: identity to the logits (paper) or through L*sigmoid(y).")
 @click.option("--steps", type=int, default=2000, help="Total optimizer steps (with --resume: the new total).")
 @click.option("--batch", "batch_size", type=int, default=64, help="Global batch size.")
 @click.option("--lr", type=float, default=1e-3, help="Adam learning rate after warm-up.")
@@ -48,7 +50,7 @@ def train(out: str, resume: bool, progress: bool, **opts) -> None:
     from qac.train import ModelConfig, TrainConfig
     from qac.train import train as run_training
 
-    model_keys = ("arch", "formulation", "cond", "levels", "code_dim", "dropout", "model_channels")
+    model_keys = ("arch", "formulation", "cond", "levels", "code_dim", "dropout", "model_channels", "ste")
     model = ModelConfig(**{k: opts.pop(k) for k in model_keys})
     cfg = TrainConfig(model=model, **opts)
     try:

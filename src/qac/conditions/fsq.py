@@ -23,6 +23,7 @@ __all__ = [
     "MAX_CODEBOOK",
     "level_list",
     "codebook_size",
+    "STE_MODES",
     "fsq_quantize",
     "codes_to_index",
     "index_to_codes",
@@ -70,12 +71,17 @@ def _levels_tensor(levels: Levels, dim: int, like: torch.Tensor) -> torch.Tensor
     return torch.tensor(level_list(levels, dim), dtype=like.dtype, device=like.device)
 
 
-def fsq_quantize(y: torch.Tensor, levels: Levels) -> torch.Tensor:
+STE_MODES = ("identity", "sigmoid")
+
+
+def fsq_quantize(y: torch.Tensor, levels: Levels, ste: str = "identity") -> torch.Tensor:
     """Quantize encoder logits ``y`` [B, d] to integer codes in ``{0..L-1}`` with a straight-through gradient.
 
     Forward value: exactly ``clamp(floor(L * sigmoid(y)), max=L-1)`` (``y``'s dtype, at least float32).
-    Backward: the identity, ``d y_q / d y = 1`` (paper: ``y + sg(f(y) - y)``; written as
-    ``f(y) + (y - sg(y))`` so the forward value is exact even for huge ``|y|``).
+    Backward (``ste``): ``"identity"`` (the paper's ``y + sg(f(y) - y)``: ``d y_q / d y = 1``; written as
+    ``f(y) + (y - sg(y))`` so the forward value is exact even for huge ``|y|``), or ``"sigmoid"``
+    (straight through ``s = L sigmoid(y)`` instead: ``d y_q / d y = L sigmoid'(y)``, bounded, the FSQ-style
+    variant of the reference notes).
 
     >>> fsq_quantize(torch.tensor([[-5.0, 0.1, 50.0]]), 2)
     tensor([[0., 1., 1.]])
@@ -86,7 +92,12 @@ def fsq_quantize(y: torch.Tensor, levels: Levels) -> torch.Tensor:
         y = y.float()  # quantize in float32 at least: half precision mis-bins near the edges
     lv = _levels_tensor(levels, y.shape[-1], y)
     f = torch.minimum(torch.floor(lv * torch.sigmoid(y.detach())), lv - 1)
-    return f + (y - y.detach())
+    if ste == "identity":
+        return f + (y - y.detach())
+    if ste == "sigmoid":
+        s = lv * torch.sigmoid(y)
+        return f + (s - s.detach())
+    raise QACError(f"unknown straight-through mode {ste!r}; choose one of {', '.join(STE_MODES)}")
 
 
 def codes_to_index(y_q: torch.Tensor, levels: Levels) -> torch.Tensor:

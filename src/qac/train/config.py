@@ -20,7 +20,8 @@ class ModelConfig:
     arch: a U-Net preset name (``digits``, ``mnist``, ``tiny``, ``cifar10``, ``ffhq64``, ``afhq64``) or
     ``mlp`` for points; ``auto`` picks ``mlp`` for points and ``digits``/``tiny`` for small images.
     cond: ``none`` (baseline) or ``qac`` (encoder + FSQ code of ``code_dim`` channels with ``levels`` each,
-    a codebook of levels**code_dim entries, at most 2**20 in the paper).
+    a codebook of levels**code_dim entries, at most 2**20 in the paper). ste: the straight-through gradient
+    of the quantizer, ``identity`` (paper) or ``sigmoid`` (see :func:`qac.conditions.fsq_quantize`).
     """
 
     arch: str = "auto"
@@ -30,6 +31,7 @@ class ModelConfig:
     code_dim: int = 8
     dropout: float | None = None
     model_channels: int | None = None
+    ste: str = "identity"
 
     @property
     def codebook_size(self) -> int:
@@ -75,6 +77,7 @@ class TrainConfig:
             (self.ema_halflife_img > 0, "EMA half-life must be > 0"),
             (m.cond in COND_MODES, f"cond must be one of {', '.join(COND_MODES)}, got {m.cond!r}"),
             (m.levels >= 2, "code levels L must be >= 2"),
+            (m.ste in ("identity", "sigmoid"), f"ste must be identity or sigmoid, got {m.ste!r}"),
             (m.code_dim >= 1, "code dimension d must be >= 1"),
             (m.cond == "none" or m.levels**m.code_dim <= 2**24,
              f"codebook L^d = {m.levels}^{m.code_dim} is too large (at most 2^24; the paper uses up to 2^20)"),

@@ -28,13 +28,14 @@ class QACModel(nn.Module):
     """
 
     def __init__(self, denoiser: Denoiser, encoder: nn.Module | None, levels: int, code_dim: int,
-                 item_shape: tuple[int, ...]) -> None:
+                 item_shape: tuple[int, ...], ste: str = "identity") -> None:
         super().__init__()
         self.denoiser = denoiser
         self.encoder = encoder
         self.levels = levels
         self.code_dim = code_dim if encoder is not None else 0
         self.item_shape = tuple(item_shape)
+        self.ste = ste
 
     @property
     def formulation(self):
@@ -51,7 +52,7 @@ class QACModel(nn.Module):
         y = self.encoder(x0.to(torch.float32))
         if not bool(torch.isfinite(y).all()):
             raise NonFiniteError("the condition encoder produced NaN/Inf (non-finite input or diverged weights)")
-        y_q = fsq_quantize(y, self.levels)
+        y_q = fsq_quantize(y, self.levels, self.ste)
         return y_q, codes_to_index(y_q.detach(), self.levels)
 
     def forward(self, x: Tensor, sigma: Tensor | float, y_q: Tensor | None = None, **kwargs) -> Tensor:
@@ -96,4 +97,4 @@ def build_model(cfg: ModelConfig, kind: str, item_shape: tuple[int, ...]) -> QAC
     backbone = build_backbone(net_cfg)
     denoiser = Denoiser(backbone, get_formulation(cfg.formulation))
     encoder = build_encoder(net_cfg, cfg.code_dim) if cfg.cond == "qac" else None
-    return QACModel(denoiser, encoder, cfg.levels, cfg.code_dim, item_shape)
+    return QACModel(denoiser, encoder, cfg.levels, cfg.code_dim, item_shape, cfg.ste)
