@@ -126,7 +126,7 @@ def analyze_run(run: Any, *, num: int = 2000, ts: Sequence[float] = DEFAULT_TS, 
 
 def plot_analysis(report: dict[str, Any], path: str | Path) -> Path:
     """Two panels: L_CFM(t) and the per-step deviation ‖v̂_k − chord‖² along the Euler grid."""
-    from qac.metrics.plots import pyplot
+    from qac.metrics.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -142,9 +142,4 @@ def plot_analysis(report: dict[str, Any], path: str | Path) -> Path:
     b.set_ylabel("per-step deviation")
     b.set_title(f"curvature {report['curvature']:.3g} (Euler K={report['curvature_steps']})")
     fig.suptitle(Path(report["run"]).name)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -21,6 +21,17 @@ def pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+    """Save a matplotlib figure (tight layout, parent folders created) and close it."""
+    plt = pyplot()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_metric_vs_nfe(rows: Sequence[dict[str, Any]], metric: str, path: str | Path, *,
                        title: str | None = None) -> Path:
     """One line per (run, solver): ``value`` against ``nfe`` (log-scaled y when all values are positive)."""
@@ -40,9 +51,4 @@ def plot_metric_vs_nfe(rows: Sequence[dict[str, Any]], metric: str, path: str | 
     ax.set_ylabel(label)
     ax.set_title(title or f"{label} vs NFE")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

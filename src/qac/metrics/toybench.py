@@ -268,7 +268,7 @@ def plot_trajectories(runs: dict[str, Any], path: str | Path, *, num: int = 30, 
 
     ``runs`` maps ``"dataset/method"`` to a loaded run; QAC trajectories are coloured by code index.
     """
-    from qac.metrics.plots import pyplot
+    from qac.metrics.plots import pyplot, save_figure
 
     plt = pyplot()
     datasets = sorted({k.split("/")[0] for k in runs}, key=list(k.split("/")[0] for k in runs).index)
@@ -293,12 +293,7 @@ def plot_trajectories(runs: dict[str, Any], path: str | Path, *, num: int = 30, 
             ax.set_title(f"{ds} / {m}: curv {cur['curvature']:.3f}", fontsize=8)
             ax.set_aspect("equal")
             ax.tick_params(labelsize=6)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def config_dict(cfg: ToyBenchConfig) -> dict[str, Any]:

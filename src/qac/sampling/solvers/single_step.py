@@ -44,15 +44,21 @@ def heun(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | No
     for i in range(len(s) - 1):
         denoised = first_denoised(denoise, x, sigmas[i], s[i], afs and i == 0)
         report(callback, i, s[i], s[i + 1], x, denoised)
-        d = (x - denoised) / s[i]
-        h = s[i + 1] - s[i]
-        x_pred = x + h * d
-        if s[i + 1] == 0:
-            x = x_pred
-            continue
-        d_next = (x_pred - call(denoise, x_pred, sigmas[i + 1])) / s[i + 1]
-        x = x + (0.5 * h) * (d + d_next)
+        x = heun_step(denoise, x, denoised, s[i], s[i + 1], sigmas[i + 1])
     return x
+
+
+def heun_step(denoise: Denoise, x: Tensor, denoised: Tensor, s_from: float, s_to: float,
+              sigma_to: Tensor) -> Tensor:
+    """One EDM Heun step from ``s_from`` (where ``denoised = D(x)``) to ``s_to``: Euler predictor, then the
+    trapezoidal corrector ``x + h (d + d') / 2`` unless ``s_to == 0`` (plain Euler there)."""
+    d = (x - denoised) / s_from
+    h = s_to - s_from
+    x_pred = x + h * d
+    if s_to == 0:
+        return x_pred
+    d_next = (x_pred - call(denoise, x_pred, sigma_to)) / s_to
+    return x + (0.5 * h) * (d + d_next)
 
 
 def dpm2(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,

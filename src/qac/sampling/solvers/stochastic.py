@@ -15,11 +15,11 @@ from qac.sampling.solvers._common import (
     Denoise,
     Generator,
     as_floats,
-    call,
     first_denoised,
     randn_like,
     report,
 )
+from qac.sampling.solvers.single_step import heun_step
 
 
 def edm_sde(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
@@ -45,14 +45,7 @@ def edm_sde(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback |
         sig_hat = sigmas[i] if gamma == 0 else sigmas.new_tensor(s_hat)
         denoised = first_denoised(denoise, x, sig_hat, s_hat, afs and i == 0)
         report(callback, i, s[i], s[i + 1], x_i, denoised)
-        d = (x - denoised) / s_hat
-        h = s[i + 1] - s_hat
-        x_pred = x + h * d
-        if s[i + 1] == 0:
-            x = x_pred
-            continue
-        d_next = (x_pred - call(denoise, x_pred, sigmas[i + 1])) / s[i + 1]
-        x = x + (0.5 * h) * (d + d_next)
+        x = heun_step(denoise, x, denoised, s_hat, s[i + 1], sigmas[i + 1])
     return x
 
 
