@@ -47,6 +47,7 @@ class DemoConfig:
     batch_size: int = 64
     code_dim: int = 8
     levels: int = 2
+    ste: str = "identity"
     solver: str = "ipndm"
     afs: bool = True
     nfe: tuple[int, ...] = (3, 5, 8, 20)
@@ -68,7 +69,8 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig()) -> dict[str, Any]:
     runs: dict[str, LoadedRun] = {}
     timings: dict[str, float] = {}
     for name, cond in (("baseline", "none"), ("qac", "qac")):
-        tcfg = TrainConfig(data="digits", model=ModelConfig(cond=cond, code_dim=cfg.code_dim, levels=cfg.levels),
+        tcfg = TrainConfig(data="digits", model=ModelConfig(cond=cond, code_dim=cfg.code_dim, levels=cfg.levels,
+                                                                 ste=cfg.ste),
                            steps=cfg.steps, batch_size=cfg.batch_size, seed=cfg.seed, device=cfg.device,
                            lr_warmup_steps=min(200, cfg.steps // 5), grid_every=cfg.steps,
                            snapshot_every=cfg.steps, log_every=max(1, cfg.steps // 50))
@@ -170,7 +172,7 @@ def _report_md(r: dict[str, Any]) -> str:
         "# qac demo: baseline vs QAC on scikit-learn digits (8x8)", "",
         f"Both models: `digits` U-Net preset, EDM formulation, {c['steps']} steps at batch {c['batch_size']}, "
         f"seed {c['seed']}. QAC: L = {c['levels']}, d = {c['code_dim']} "
-        f"(codebook {c['levels'] ** c['code_dim']}), online code weights.",
+        f"(codebook {c['levels'] ** c['code_dim']}), {c['ste']} straight-through gradient, online code weights.",
         f"Sampler: `{c['solver']}`{' with AFS' if c['afs'] else ''}, polynomial schedule (rho = 7), "
         f"{c['num_eval']} samples, seeds 0-{c['num_eval'] - 1}.", "",
         f"Metric: {r['metric']}. Lower is better; {c['num_eval']} real training digits score "

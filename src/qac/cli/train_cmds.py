@@ -116,9 +116,11 @@ def info(run_dir: str | None, arch: str | None, data: str | None, cond: str, lev
 @click.option("--steps", type=int, default=1500, help="Training steps per model.")
 @click.option("--nfe", default="3,5,8,20", help="Comma-separated NFE values to compare.")
 @click.option("--num-eval", type=int, default=1000, help="Samples per (model, NFE) for the score.")
+@click.option("--ste", type=click.Choice(["identity", "sigmoid"]), default="identity",
+              help="Quantizer gradient of the QAC model (see qac train --help).")
 @click.option("--device", default="auto")
 @click.option("--progress/--no-progress", default=True)
-def demo(out: str, seed: int, steps: int, nfe: str, num_eval: int, device: str, progress: bool) -> None:
+def demo(out: str, seed: int, steps: int, nfe: str, num_eval: int, ste: str, device: str, progress: bool) -> None:
     """Train a baseline and a QAC model on digits, compare them at several NFE, write a report."""
     from qac.demo import DemoConfig, run_demo
 
@@ -128,7 +130,7 @@ def demo(out: str, seed: int, steps: int, nfe: str, num_eval: int, device: str, 
         raise QACError(f"--nfe must be comma-separated integers, got {nfe!r}") from None
     if steps < 1 or num_eval < 2:
         raise QACError("--steps must be >= 1 and --num-eval >= 2")
-    res = run_demo(out, DemoConfig(seed=seed, steps=steps, nfe=nfes, num_eval=num_eval, device=device,
+    res = run_demo(out, DemoConfig(seed=seed, steps=steps, nfe=nfes, num_eval=num_eval, ste=ste, device=device,
                                    progress=progress))
     click.echo(f"\n{'NFE':>4} {'baseline':>10} {'QAC':>10}   (proxy_pixel_fd, lower is better; "
                f"data floor {res['data_floor']:.3f})")
