@@ -187,7 +187,8 @@ def _report_md(r: dict[str, Any]) -> str:
               f"Codes in use: {int(r['codes']['used'])} of {int(r['codes']['codebook'])}, perplexity "
               f"{r['codes']['perplexity']:.1f}.", "",
               "![samples](samples.png)", "", "![codes](codes.png)", ""]
-    lines += [f"![{Path(p).stem}]({p})" for p in r["plots"]]
+    for plot in r["plots"]:
+        lines += [f"![{Path(plot).stem}]({plot})", ""]
     t = r["timings"]
     lines += ["", f"Time: {t['total_s']:.0f} s in all (training {t['train_baseline_s']:.0f} s + "
               f"{t['train_qac_s']:.0f} s).", ""]
