@@ -75,7 +75,7 @@ def fid_ref(source: str, out: str, detector_path: str | None, proxy: str | None,
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="trained run folder")
 @click.option("--ref", "ref_path", required=True, type=click.Path(dir_okay=False),
               help="reference statistics .npz (from `qac fid ref` or EDM's)")
-@click.option("--solver", default="heun", help="sampling solver (see `qac info solvers`)")
+@click.option("--solver", default="heun", help="sampling solver (see `qac solvers`)")
 @click.option("--nfe", default=None, type=click.IntRange(min=1), help="network evaluations per sample")
 @click.option("--steps", default=None, type=click.IntRange(min=1), help="solver steps (instead of --nfe)")
 @click.option("--num", default=50_000, type=click.IntRange(min=2), help="number of generated images")
