@@ -62,6 +62,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--smoke", action="store_true", help="CI size: 1 data set, 1 seed, 100 steps")
     p.add_argument("--out", default="docs/results")
+    p.add_argument("--ste", choices=["identity", "sigmoid"], default="identity",
+                   help="QAC quantizer gradient; non-default values write toy2d_ste_<ste>.* files")
     p.add_argument("--workdir", default=None)
     p.add_argument("--reuse", action="store_true", help="evaluate complete runs already in --workdir")
     p.add_argument("--report-only", action="store_true",
@@ -69,7 +71,8 @@ def main() -> None:
     a = p.parse_args()
     if a.report_only:
         return _report_only(Path(a.out), a.workdir)
-    cfg = ToyBenchConfig(steps=a.steps)
+    cfg = ToyBenchConfig(steps=a.steps, ste=a.ste)
+    name = "toy2d" if a.ste == "identity" else f"toy2d_ste_{a.ste}"
     if a.smoke:
         cfg = replace(cfg, datasets=("moons",), seeds=(0,), steps=100, n_eval=500, lcfm_points=1000)
     work = Path(a.workdir or tempfile.mkdtemp(prefix="toy2d-"))
@@ -84,20 +87,20 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "toy2d.json").write_text(json.dumps({"config": config_dict(cfg), "rows": rows, "seconds": seconds},
-                                               indent=1) + "\n")
-    (out / "toy2d.md").write_text(markdown_report(rows, cfg, seconds, NOTES))
-    _picture(cfg, work, out)
+    (out / f"{name}.json").write_text(json.dumps({"config": config_dict(cfg), "rows": rows, "seconds": seconds},
+                                                 indent=1) + "\n")
+    (out / f"{name}.md").write_text(markdown_report(rows, cfg, seconds, NOTES if a.ste == "identity" else ""))
+    _picture(cfg, work, out, name)
     _print_ratios(cfg, rows)
-    print(f"total {seconds / 60:.1f} min -> {out}/toy2d.md")
+    print(f"total {seconds / 60:.1f} min -> {out}/{name}.md")
 
 
-def _picture(cfg: ToyBenchConfig, work: Path, out: Path) -> None:
+def _picture(cfg: ToyBenchConfig, work: Path, out: Path, name: str = "toy2d") -> None:
     from qac.train.run import load_run
 
     runs = {f"{ds}/{m}": load_run(work / f"{ds}-{m}-s{cfg.seeds[0]}", device="cpu")
             for ds in cfg.datasets for m in cfg.methods}
-    plot_trajectories(runs, out / "toy2d_trajectories.png", sigma_max=cfg.sigma_max)
+    plot_trajectories(runs, out / f"{name}_trajectories.png", sigma_max=cfg.sigma_max)
 
 
 def _print_ratios(cfg: ToyBenchConfig, rows: list) -> None:

@@ -45,6 +45,7 @@ class ToyBenchConfig:
     lr: float = 1e-3
     levels: int = 4
     code_dim: int = 2
+    ste: str = "identity"
     train_points: int = 50_000
     n_eval: int = 3000
     lcfm_points: int = 8000
@@ -61,7 +62,7 @@ def train_toy(cfg: ToyBenchConfig, dataset: str, method: str, seed: int, run_dir
     from qac.train import ModelConfig, TrainConfig, train
 
     model = ModelConfig(arch="mlp", formulation="rf", cond=METHODS[method], levels=cfg.levels,
-                        code_dim=cfg.code_dim)
+                        code_dim=cfg.code_dim, ste=cfg.ste)
     tcfg = TrainConfig(data=f"toy:{dataset}:{cfg.train_points}", model=model, steps=cfg.steps,
                        batch_size=cfg.batch_size, lr=cfg.lr, lr_warmup_steps=min(100, cfg.steps // 10),
                        ema_halflife_img=cfg.steps * cfg.batch_size / 20, seed=seed, device="cpu",
@@ -225,7 +226,7 @@ def markdown_report(rows: Sequence[dict[str, Any]], cfg: ToyBenchConfig, seconds
              f"Set-up: rectified-flow formulation (t ~ U), package MLP, Adam lr {cfg.lr}, batch "
              f"{cfg.batch_size}, {cfg.steps} steps, EMA weights; QAC code: d = {cfg.code_dim}, "
              f"L = {cfg.levels} "
-             f"({cfg.levels ** cfg.code_dim} codes), codes sampled from the online EMA histogram. "
+             f"({cfg.levels ** cfg.code_dim} codes), {cfg.ste} straight-through gradient, codes sampled from the online EMA histogram. "
              f"L_CFM per dimension on {cfg.lcfm_points} fresh points, mean over a {cfg.lcfm_ts}-point "
              f"midpoint "
              f"t-grid. Curvature: RNE estimator, Euler on a uniform RF-time grid (σ_max = {cfg.sigma_max:g}) "
