@@ -24,7 +24,7 @@ from torch import Tensor
 
 from qac.conditions import CodeWeights, index_to_codes
 from qac.errors import QACError
-from qac.sampling import sample
+from qac.sampling import get_solver, sample
 from qac.train.model import QACModel
 from qac.util import derive_seed, per_seed_randn, seed_generator, state_dtype
 
@@ -65,13 +65,16 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
     """
     device = device or next(model.parameters()).device
     seeds = list(seeds)
+    if not seeds:
+        raise QACError("no seeds to sample")
+    stochastic = get_solver(solver).stochastic
     shape = _item_shape(model)
     if model.conditional:
         if indices is None:
             if code_weights is None:
                 raise QACError("a QAC model needs code weights or fixed code indices to sample")
             indices = code_weights.sample(seeds=seeds)  # index ~ Categorical(w / sum w), per seed
-        indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        indices = torch.as_tensor(indices, dtype=torch.long).reshape(-1).cpu()
         if indices.numel() == 1:
             indices = indices.expand(len(seeds))
         size = model.levels**model.code_dim
@@ -87,7 +90,7 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
         y_q = None
         if model.conditional:
             y_q = index_to_codes(indices[lo:lo + batch_size], model.levels, model.code_dim).to(device)
-        sde_gens = [seed_generator(derive_seed(_SDE_STREAM, s), device) for s in chunk]  # stochastic solvers only
+        sde_gens = [seed_generator(derive_seed(_SDE_STREAM, s), device) for s in chunk] if stochastic else None
         res = sample(make_denoise(model, y_q), noise, solver=solver, steps=steps, nfe=nfe,
                      return_trajectory=return_trajectory, generator=sde_gens, **sample_opts)
         outs.append(res.samples.float().cpu())

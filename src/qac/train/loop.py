@@ -117,7 +117,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
                             else cfg.device)
     if cfg.batch_size % info.world_size:
         raise QACError(f"batch size {cfg.batch_size} is not divisible by {info.world_size} processes")
-    data = data or open_dataset(cfg.data, resolution=cfg.resolution, max_items=cfg.max_items, seed=cfg.seed)
+    if data is None:
+        data = open_dataset(cfg.data, resolution=cfg.resolution, max_items=cfg.max_items, seed=cfg.seed)
+    if len(data) == 0:
+        raise QACError(f"dataset {data.name!r} is empty")
     torch.manual_seed(cfg.seed)  # initial weights depend on the seed alone (identical on every rank)
     model = build_model(cfg.model, data.kind, data.shape).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
