@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -18,18 +17,11 @@ from qac.metrics.proxies import PixelDetector
 from qac.metrics.stats import load_reference
 from qac.train import ModelConfig, TrainConfig, train
 
-
-class TinyDet(torch.nn.Module):
-    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-        x = img.to(torch.float32) / 255.0
-        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
-
-
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # tiny N, unverified detector
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, save_tiny_detector):
     """A tiny 8x8 grayscale run trained on a small npz, its FID reference and a TorchScript detector."""
     tmp = tmp_path_factory.mktemp("fidcalc")
     rng = np.random.default_rng(0)
@@ -42,10 +34,7 @@ def setup(tmp_path_factory):
                       steps=4, batch_size=8, lr_warmup_steps=1, grid_every=10**9, snapshot_every=10**9,
                       log_every=10**9, device="cpu")
     train(cfg, tmp / "run", progress=False)
-    det = tmp / "tiny.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(TinyDet()).save(str(det))
+    det = save_tiny_detector(tmp / "tiny.pt")
     ref = tmp / "ref.npz"
     res = CliRunner().invoke(main, ["fid", "ref", "--data", str(data), "--out", str(ref),
                                     "--detector", str(det), "--no-progress"])

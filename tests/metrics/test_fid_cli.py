@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
-pytest.importorskip("qac.data")
-
-import qac.cli.fid_cmds  # noqa: E402,F401  (attaches the fid group)
-from qac.cli import main  # noqa: E402
-from qac.metrics.detectors import file_sha256  # noqa: E402
-from qac.metrics.stats import load_reference  # noqa: E402
-
-
-class Tiny(torch.nn.Module):
-    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
-        x = img.to(torch.float32) / 255.0
-        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+import qac.cli.fid_cmds  # noqa: F401  (attaches the fid group)
+from qac.cli import main
+from qac.metrics.detectors import file_sha256
+from qac.metrics.stats import load_reference
 
 
 @pytest.fixture
@@ -41,11 +30,8 @@ def _no_env_detector(monkeypatch, tmp_path):
     monkeypatch.setattr(detectors, "_known_caches", lambda env: [])
 
 
-def test_fid_ref_with_detector_file(tmp_path, data_npz):
-    det = tmp_path / "tiny.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.script(Tiny()).save(str(det))
+def test_fid_ref_with_detector_file(tmp_path, data_npz, save_tiny_detector):
+    det = save_tiny_detector(tmp_path / "tiny.pt")
     out = tmp_path / "ref.npz"
     res = CliRunner().invoke(main, ["fid", "ref", "--data", str(data_npz), "--out", str(out),
                                     "--detector", str(det), "--batch", "16", "--no-progress"])
