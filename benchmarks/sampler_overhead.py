@@ -1,7 +1,7 @@
 """Sampler overhead: (sampler wall time) / (NFE x one denoiser call), per solver. Target <= 1.03.
 
 The denoiser is the real thing at small size: the ``tiny`` U-Net preset (3x32x32) with EDM preconditioning
-and a bound QAC code (:func:`qac.generate.make_denoise`), batch 64, float32 network, float64 solver state.
+and a bound QAC code (:func:`qac.sampling.generate.make_denoise`), batch 64, float32 network, float64 solver state.
 ``--net conv`` swaps in a 3-layer conv net whose calls are ~100x cheaper, which exposes the solvers' own
 arithmetic. Run: ``PYTHONPATH=src python benchmarks/sampler_overhead.py [--net unet|conv] [--threads 1]``.
 """
@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from qac.conditions import index_to_codes
-from qac.generate import make_denoise
 from qac.sampling import SOLVERS, sample
+from qac.sampling.generate import make_denoise
 from qac.train import ModelConfig, build_model
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from qac.metrics.toybench import (
+from qac.bench.toybench import (
     ToyBenchConfig,
     config_dict,
     markdown_report,
@@ -26,7 +26,7 @@ from qac.metrics.toybench import (
     ratio,
     run_one,
 )
-from qac.metrics.toybench import summarize as summarize_rows
+from qac.bench.toybench import summarize as summarize_rows
 
 NOTES = """
 * How to read it: QAC lowers L_CFM and curvature on every set and cuts the 1-step energy distance; at 2

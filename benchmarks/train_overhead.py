@@ -17,11 +17,11 @@ import torch
 
 from qac.data import ArrayDataset
 from qac.info import describe_preset
+from qac.model import build_model
 from qac.nn import UNET_PRESETS
 from qac.train import ModelConfig, TrainConfig
 from qac.train.distributed import DistInfo
 from qac.train.loop import _LossModule, _train_step
-from qac.train.model import build_model
 
 
 def main() -> None:

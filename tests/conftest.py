@@ -1,6 +1,9 @@
-"""Shared test settings: small, deterministic, CPU."""
+"""Shared test settings and fixtures: small, deterministic, CPU."""
 
 from __future__ import annotations
+
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,3 +13,24 @@ import torch
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+class _MeanStdDetector(torch.nn.Module):
+    """A TorchScript-able stand-in for Inception: per-channel mean and std of uint8 images."""
+
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        x = img.to(torch.float32) / 255.0
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+
+@pytest.fixture(scope="session")
+def save_tiny_detector():
+    """``save_tiny_detector(path) -> path``: write the mean/std detector as a TorchScript file."""
+
+    def save(path: Path) -> Path:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.script(_MeanStdDetector()).save(str(path))
+        return path
+
+    return save

@@ -11,6 +11,7 @@ from qac.demo import DemoConfig, run_demo
 from qac.errors import QACError
 
 
+@pytest.mark.slow
 def test_demo_writes_report_folder(tmp_path):
     cfg = DemoConfig(steps=3, nfe=(3, 5), num_eval=24, device="cpu", progress=False)
     res = run_demo(tmp_path / "demo", cfg)

@@ -29,9 +29,10 @@ from PIL import Image, ImageDraw
 
 from qac.data import open_dataset
 from qac.errors import QACError
-from qac.generate import generate
 from qac.info import param_counts
 from qac.metrics import proxy_pixel_fd
+from qac.model import SteMode
+from qac.sampling.generate import generate
 from qac.train import ModelConfig, TrainConfig, train
 from qac.train.run import LoadedRun, load_run
 from qac.util import atomic_write_json
@@ -47,7 +48,7 @@ class DemoConfig:
     batch_size: int = 64
     code_dim: int = 8
     levels: int = 2
-    ste: str = "identity"
+    ste: SteMode = "identity"
     solver: str = "ipndm"
     afs: bool = True
     nfe: tuple[int, ...] = (3, 5, 8, 20)

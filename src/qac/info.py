@@ -9,9 +9,8 @@ from typing import Any
 import torch
 
 from qac.errors import QACError
+from qac.model import ModelConfig, QACModel, build_model
 from qac.nn import UNET_PRESETS, count_params
-from qac.train.config import ModelConfig
-from qac.train.model import QACModel, build_model
 
 
 def param_counts(model: QACModel) -> dict[str, Any]:

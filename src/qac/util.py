@@ -41,32 +41,6 @@ def state_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def parse_seeds(spec: str) -> list[int]:
-    """Parse ``"0-63"``, ``"1,5,9"`` or ``"0-3,10"`` into a list of non-negative ints.
-
-    >>> parse_seeds("0-2,7")
-    [0, 1, 2, 7]
-    """
-    seeds: list[int] = []
-    try:
-        for part in spec.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if "-" in part:
-                lo, hi = (int(p) for p in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                seeds.extend(range(lo, hi + 1))
-            else:
-                seeds.append(int(part))
-    except ValueError as exc:
-        raise QACError(f"bad seed list {spec!r}: use forms like 0-63 or 1,5,9") from exc
-    if not seeds or min(seeds) < 0:
-        raise QACError(f"bad seed list {spec!r}: need at least one non-negative seed")
-    return seeds
-
-
 def seed_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A fresh generator seeded with ``seed`` on ``device``."""
     gen = torch.Generator(device=torch.device(device))

@@ -92,7 +92,7 @@ def test_info_on_the_cifar10_preset_counts_parameters():
     (["sample", "--run", "{toy}", "--solver", "nope"], "unknown solver"),
     (["sample", "--run", "{toy}", "--solver", "heun", "--nfe", "3"], "cannot spend exactly"),
     (["sample", "--run", "{toy}", "--code", "999"], "code indices"),
-    (["sample", "--run", "{toy}", "--seeds", "9-1"], "bad seed list"),
+    (["sample", "--run", "{toy}", "--seeds", "9-1"], "runs backwards"),
     (["train", "--out", "{toy}", "--data", "toy:moons"], "already holds a run"),
     (["train", "--out", "{tmp}/x", "--data", "toy:nothing"], "toy"),
     (["train", "--out", "{tmp}/x", "--data", "/no/such/folder"], "/no/such/folder"),

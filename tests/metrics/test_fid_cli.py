@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import qac.cli.fid_cmds  # noqa: F401  (attaches the fid group)
 from qac.cli import main
 from qac.metrics.detectors import file_sha256
 from qac.metrics.stats import load_reference

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-import qac.cli.sampling_cmds  # noqa: F401  (attaches the commands)
 from qac.cli import main
 from qac.sampling import SOLVERS
 

@@ -158,7 +158,7 @@ def test_paper_scale_codebook_2_pow_20(tmp_path):
     run = load_run(tmp_path / "r", device="cpu")
     w = run.code_weights()
     assert w.weights.numel() == 2**20 and float(w.weights.sum()) == pytest.approx(32.0)
-    from qac.generate import generate
+    from qac.sampling.generate import generate
 
     out = generate(run.model, range(8), code_weights=w, solver="euler", steps=2)
     assert bool((w.weights[out.indices] > 0).all())

@@ -1,6 +1,6 @@
 """``qac analyze`` (L_CFM(t) and curvature of a run) and ``qac sweep`` (metric vs NFE, runs × solvers).
 
-Thin layers over :mod:`qac.metrics.analysis` and :mod:`qac.metrics.sweep`.
+Thin layers over :mod:`qac.eval.analysis` and :mod:`qac.eval.sweep`.
 """
 
 from __future__ import annotations
@@ -9,30 +9,17 @@ from pathlib import Path
 
 import click
 
-from qac.cli import main
+from qac.cli.params import POSITIVE_INTS, NumberList
 from qac.errors import QACError
 
 
-def _floats(text: str, what: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise QACError(f"{what} must be a comma-separated list of numbers, got {text!r}") from None
-
-
-def _ints(text: str, what: str) -> list[int]:
-    vals = _floats(text, what)
-    if not vals or any(v != int(v) or v < 1 for v in vals):
-        raise QACError(f"{what} must be a comma-separated list of positive integers, got {text!r}")
-    return [int(v) for v in vals]
-
-
-@main.command("analyze")
+@click.command("analyze")
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="trained run folder")
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False),
               help="output folder (default: RUN/analysis)")
 @click.option("--num", default=2000, type=click.IntRange(min=2), help="held-out points / trajectories")
 @click.option("--ts", default="0.05,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95",
+              type=NumberList(float, minimum=None, maximum=None, ranges=False),
               help="RF times t in (0, 1) for L_CFM(t) (t = 1 is noise)")
 @click.option("--curvature-steps", default=100, type=click.IntRange(min=1), help="Euler steps (RNE: 100)")
 @click.option("--sigma-max", default=None, type=float,
@@ -42,16 +29,15 @@ def _ints(text: str, what: str) -> list[int]:
 @click.option("--batch", default=512, type=click.IntRange(min=1), help="batch size")
 @click.option("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
 @click.option("--progress/--no-progress", default=True, help="show a progress bar")
-def analyze(run_dir: str, out: str | None, num: int, ts: str, curvature_steps: int, sigma_max: float | None,
+def analyze(run_dir: str, out: str | None, num: int, ts: list[float], curvature_steps: int, sigma_max: float | None,
             codes: str, seeds_start: int, batch: int, device: str, progress: bool) -> None:
     """Per-t L_CFM on held-out data (QAC: each point's own code) and RNE curvature -> analysis.json + .png."""
-    from qac.metrics.analysis import analyze_run, plot_analysis
+    from qac.eval.analysis import analyze_run, plot_analysis
     from qac.train.run import load_run
     from qac.util import atomic_write_json
 
-    times = _floats(ts, "--ts")
     run = load_run(run_dir, device=device)
-    rep = analyze_run(run, num=num, ts=times, curvature_steps=curvature_steps, sigma_max=sigma_max,
+    rep = analyze_run(run, num=num, ts=ts, curvature_steps=curvature_steps, sigma_max=sigma_max,
                       seeds_start=seeds_start, codes=codes, batch_size=batch, progress=progress)
     folder = Path(out) if out else Path(run_dir) / "analysis"
     atomic_write_json(folder / "analysis.json", rep)
@@ -60,11 +46,11 @@ def analyze(run_dir: str, out: str | None, num: int, ts: str, curvature_steps: i
                f"{rep['curvature']:.4f} (Euler K={curvature_steps}) -> {folder}/analysis.json, analysis.png")
 
 
-@main.command("sweep")
+@click.command("sweep")
 @click.option("--run", "runs", required=True, multiple=True, type=click.Path(file_okay=False),
               help="run folder (repeat for several runs)")
 @click.option("--solver", "solvers", default="euler,heun,dpmpp_2m", help="comma-separated solvers")
-@click.option("--nfe", "nfes", default="3,4,5,6,8,10", help="comma-separated NFEs")
+@click.option("--nfe", "nfes", default="3,4,5,6,8,10", type=POSITIVE_INTS, help="comma-separated NFEs")
 @click.option("--metric", default="energy",
               help="fid | proxy_pixel_fd | proxy_randconv_fd (images); energy | w2 | mmd (points)")
 @click.option("--ref", "ref_path", default=None, type=click.Path(dir_okay=False),
@@ -79,16 +65,15 @@ def analyze(run_dir: str, out: str | None, num: int, ts: str, curvature_steps: i
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="output folder")
 @click.option("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
 @click.option("--progress/--no-progress", default=True, help="show progress")
-def sweep_cmd(runs: tuple[str, ...], solvers: str, nfes: str, metric: str, ref_path: str | None,
+def sweep_cmd(runs: tuple[str, ...], solvers: str, nfes: list[int], metric: str, ref_path: str | None,
               detector_path: str | None, num: int, seeds_start: int, afs: bool, codes: str, batch: int,
               out: str, device: str, progress: bool) -> None:
     """Metric vs NFE for every run × solver -> sweep.csv, sweep.md, sweep.json, sweep.png."""
-    from qac.metrics.sweep import resolve_metric, sweep, write_sweep
+    from qac.eval.sweep import resolve_metric, sweep, write_sweep
     from qac.train.run import load_run
     from qac.util import resolve_device
 
     name = resolve_metric(metric)
-    nfe_list = _ints(nfes, "--nfe")
     solver_list = [s.strip() for s in solvers.split(",") if s.strip()]
     if not solver_list:
         raise QACError("give at least one --solver")
@@ -103,10 +88,10 @@ def sweep_cmd(runs: tuple[str, ...], solvers: str, nfes: str, metric: str, ref_p
 
         detector = open_detector(detector_path, device=dev)
     loaded = [load_run(r, device=dev) for r in runs]
-    res = sweep(loaded, solver_list, nfe_list, name, ref=ref_path, detector=detector, num=num,
+    res = sweep(loaded, solver_list, nfes, name, ref=ref_path, detector=detector, num=num,
                 seeds_start=seeds_start, batch_size=batch, afs=afs, codes=codes, progress=False,
                 log=click.echo if progress else None)
-    paths = write_sweep(res, out, nfe_list)
+    paths = write_sweep(res, out, nfes)
     for s in res.skipped:
         click.echo(f"skipped {s['run_name']} / {s['solver']} at NFE {s['nfe']}: {s['reason']}")
     click.echo(f"{len(res.rows)} {res.metric} values ({len(res.skipped)} skipped) -> "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import click
 import torch
 
-from qac.cli import main
 from qac.errors import QACError
 from qac.metrics.detectors import Detector, open_detector
 from qac.metrics.fid import compute_stats, reference_meta
@@ -19,7 +18,7 @@ from qac.metrics.stats import save_reference
 from qac.util import resolve_device
 
 
-@main.group("fid")
+@click.group("fid")
 def fid() -> None:
     """FID reference statistics (detector from a local file only) and proxy metrics."""
 
@@ -101,7 +100,7 @@ def fid_calc(run_dir: str, ref_path: str, solver: str, nfe: int | None, steps: i
              codes: str, afs: bool, kid_keep: int, json_out: str | None, device: str, allow_download: bool,
              progress: bool) -> None:
     """FID (or a proxy_*) of --num samples of a run, generated in batches straight into the statistics."""
-    from qac.metrics.evaluate import fid_of_run
+    from qac.eval.evaluate import fid_of_run
     from qac.metrics.stats import load_reference
     from qac.train.run import load_run
     from qac.util import atomic_write_json

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from qac.cli import main
+from qac.cli.params import SEEDS
 from qac.errors import QACError
 
 
@@ -28,11 +28,11 @@ def parse_solver_opts(items: tuple[str, ...]) -> dict[str, float | int | str]:
     return opts
 
 
-@main.command()
+@click.command()
 @click.option("--run", "run_dir", type=click.Path(), required=True, help="Run folder from `qac train`.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: RUN/samples/<solver>-nfe<N>).")
-@click.option("--seeds", default="0-63", help="Seeds, e.g. 0-63 or 1,5,9; sample k depends only on seed k.")
+@click.option("--seeds", default="0-63", type=SEEDS, help="Seeds, e.g. 0-63 or 1,5,9; sample k depends only on seed k.")
 @click.option("--solver", default="heun", help="Solver name (`qac solvers` lists them).")
 @click.option("--steps", type=int, default=None, help="Solver steps (default: 18, or set --nfe).")
 @click.option("--nfe", type=int, default=None, help="Exact number of network evaluations.")
@@ -51,20 +51,18 @@ def parse_solver_opts(items: tuple[str, ...]) -> dict[str, float | int | str]:
 @click.option("--batch", "batch_size", type=int, default=256)
 @click.option("--device", default="auto")
 @click.option("--raw-weights", is_flag=True, help="Use the raw (non-EMA) weights.")
-def sample(run_dir: str, out: str | None, seeds: str, solver: str, steps: int | None, nfe: int | None,
+def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: int | None, nfe: int | None,
            schedule: str, afs: bool, sigma_min: float, sigma_max: float, rho: float | None,
            solver_opts: tuple[str, ...], code_source: str, code_index: int | None, code_image: str | None,
            batch_size: int, device: str, raw_weights: bool) -> None:
     """Generate samples; writes grid.png and samples.npz (samples, seeds, code indices, NFE)."""
     import numpy as np
 
-    from qac.generate import generate
     from qac.sampling import get_solver
+    from qac.sampling.generate import generate
     from qac.train.run import load_run
-    from qac.util import parse_seeds
     from qac.viz import save_samples_picture, to_uint8
 
-    seed_list = parse_seeds(seeds)
     get_solver(solver)  # fail on a typo before loading anything
     if steps is None and nfe is None:
         steps = 18
@@ -83,18 +81,18 @@ def sample(run_dir: str, out: str | None, seeds: str, solver: str, steps: int | 
                 weights = weights.uniform_over_used()
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(seed_list), desc=f"sample {solver}", unit="img") as bar:
-        res = generate(run.model, seed_list, code_weights=weights, indices=indices, solver=solver, steps=steps,
+    with tqdm(total=len(seeds), desc=f"sample {solver}", unit="img") as bar:
+        res = generate(run.model, seeds, code_weights=weights, indices=indices, solver=solver, steps=steps,
                        nfe=nfe, batch_size=batch_size, schedule=schedule, afs=afs, sigma_min=sigma_min,
                        sigma_max=sigma_max, rho=rho, progress=bar.update, **parse_solver_opts(solver_opts))
     out_dir = Path(out) if out else Path(run_dir) / "samples" / f"{solver}-nfe{res.nfe}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    arrays = {"seeds": np.asarray(seed_list), "codes": res.indices.numpy(), "nfe": np.asarray(res.nfe)}
+    arrays = {"seeds": np.asarray(seeds), "codes": res.indices.numpy(), "nfe": np.asarray(res.nfe)}
     arrays["samples"] = to_uint8(res.samples) if res.samples.ndim == 4 else res.samples.numpy()
     np.savez_compressed(out_dir / "samples.npz", **arrays)
     scale = max(1, 64 // res.samples.shape[-1]) if res.samples.ndim == 4 else 1
     save_samples_picture(res.samples, out_dir / "grid.png", scale=scale)
-    click.echo(f"{len(seed_list)} samples with {solver} at NFE {res.nfe} -> {out_dir}/grid.png, samples.npz")
+    click.echo(f"{len(seeds)} samples with {solver} at NFE {res.nfe} -> {out_dir}/grid.png, samples.npz")
 
 
 def _code_of_image(run, path: Path) -> int:

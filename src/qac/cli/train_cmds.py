@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from qac.cli import main
+from qac.cli.params import POSITIVE_INTS
 from qac.errors import QACError
 
 
-@main.command()
+@click.command()
 @click.option("--data", default="digits", help="Dataset: digits, digits16, toy:moons (8gaussians, checkerboard, "
               "spirals, rings), an image folder, an EDM-style .zip or an .npz array.")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Run folder to create.")
@@ -66,7 +66,7 @@ def train(out: str, resume: bool, progress: bool, **opts) -> None:
                f"run folder: {summary.run_dir}")
 
 
-@main.command()
+@click.command()
 @click.option("--run", "run_dir", type=click.Path(), required=True, help="Run folder.")
 @click.option("--batch", "batch_size", type=int, default=256, help="Encoder batch size.")
 @click.option("--device", default="auto", help="cpu, cuda, mps or auto.")
@@ -82,7 +82,7 @@ def collect(run_dir: str, batch_size: int, device: str, progress: bool) -> None:
                f"perplexity {stats['perplexity']:.1f} -> {path}")
 
 
-@main.command()
+@click.command()
 @click.option("--run", "run_dir", type=click.Path(), default=None, help="A run folder to describe.")
 @click.option("--arch", default=None, help="Describe a preset instead (with --data for its shape).")
 @click.option("--data", default=None, help="Data for --arch (default: the preset's own shape).")
@@ -110,24 +110,21 @@ def info(run_dir: str | None, arch: str | None, data: str | None, cond: str, lev
             click.echo(f"{key}: {value}")
 
 
-@main.command()
+@click.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", help="Report folder to create.")
 @click.option("--seed", type=int, default=0, help="Seed for both trainings and all samples.")
 @click.option("--steps", type=int, default=1500, help="Training steps per model.")
-@click.option("--nfe", default="3,5,8,20", help="Comma-separated NFE values to compare.")
+@click.option("--nfe", default="3,5,8,20", type=POSITIVE_INTS, help="Comma-separated NFE values to compare.")
 @click.option("--num-eval", type=int, default=1000, help="Samples per (model, NFE) for the score.")
 @click.option("--ste", type=click.Choice(["identity", "sigmoid"]), default="identity",
               help="Quantizer gradient of the QAC model (see qac train --help).")
 @click.option("--device", default="auto")
 @click.option("--progress/--no-progress", default=True)
-def demo(out: str, seed: int, steps: int, nfe: str, num_eval: int, ste: str, device: str, progress: bool) -> None:
+def demo(out: str, seed: int, steps: int, nfe: list[int], num_eval: int, ste: str, device: str, progress: bool) -> None:
     """Train a baseline and a QAC model on digits, compare them at several NFE, write a report."""
     from qac.demo import DemoConfig, run_demo
 
-    try:
-        nfes = tuple(int(v) for v in nfe.split(","))
-    except ValueError:
-        raise QACError(f"--nfe must be comma-separated integers, got {nfe!r}") from None
+    nfes = tuple(nfe)
     if steps < 1 or num_eval < 2:
         raise QACError("--steps must be >= 1 and --num-eval >= 2")
     res = run_demo(out, DemoConfig(seed=seed, steps=steps, nfe=nfes, num_eval=num_eval, ste=ste, device=device,

@@ -90,6 +90,8 @@ CALLS: dict[str, Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]] = {
 
 @dataclass(frozen=True)
 class KnownDetector:
+    """A published detector file: its name, how to call it, its protocol and where it comes from."""
+
     name: str
     call: str
     protocol: str
@@ -125,6 +127,7 @@ class TorchScriptDetector:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -189,6 +192,7 @@ def fid_helper_file() -> Path | None:
 
 
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$XDG_CACHE_HOME/qac`` (default ``~/.cache/qac``): where detector files are looked for."""
     env = os.environ if env is None else env
     return Path(env.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))) / "qac"
 

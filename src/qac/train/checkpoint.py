@@ -123,6 +123,7 @@ def save_offline_codes(run_dir: str | Path, state: dict[str, torch.Tensor], meta
 
 
 def load_offline_codes(run_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The offline code histogram written by ``qac collect`` (QACError if there is none)."""
     path = Path(run_dir) / "codes_offline.safetensors"
     if not path.exists():
         raise QACError(f"no offline code weights in {run_dir}: run `qac collect --run {run_dir}` first")

@@ -9,33 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from qac.errors import QACError
-
-COND_MODES = ("none", "qac")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What network to build.
-
-    arch: a U-Net preset name (``digits``, ``mnist``, ``tiny``, ``cifar10``, ``ffhq64``, ``afhq64``) or
-    ``mlp`` for points; ``auto`` picks ``mlp`` for points and ``digits``/``tiny`` for small images.
-    cond: ``none`` (baseline) or ``qac`` (encoder + FSQ code of ``code_dim`` channels with ``levels`` each,
-    a codebook of levels**code_dim entries, at most 2**20 in the paper). ste: the straight-through gradient
-    of the quantizer, ``identity`` (paper) or ``sigmoid`` (see :func:`qac.conditions.fsq_quantize`).
-    """
-
-    arch: str = "auto"
-    formulation: str = "edm"
-    cond: str = "qac"
-    levels: int = 2
-    code_dim: int = 8
-    dropout: float | None = None
-    model_channels: int | None = None
-    ste: str = "identity"
-
-    @property
-    def codebook_size(self) -> int:
-        return self.levels**self.code_dim if self.cond == "qac" else 0
+from qac.model import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -68,19 +42,13 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise :class:`QACError` on impossible settings; return self."""
-        m = self.model
+        self.model.validate()
         checks = [
             (self.steps >= 1, "steps must be >= 1"),
             (self.batch_size >= 1, "batch size must be >= 1"),
             (self.lr > 0, "learning rate must be > 0"),
             (self.lr_warmup_steps >= 0, "lr warm-up must be >= 0"),
             (self.ema_halflife_img > 0, "EMA half-life must be > 0"),
-            (m.cond in COND_MODES, f"cond must be one of {', '.join(COND_MODES)}, got {m.cond!r}"),
-            (m.levels >= 2, "code levels L must be >= 2"),
-            (m.ste in ("identity", "sigmoid"), f"ste must be identity or sigmoid, got {m.ste!r}"),
-            (m.code_dim >= 1, "code dimension d must be >= 1"),
-            (m.cond == "none" or m.levels**m.code_dim <= 2**24,
-             f"codebook L^d = {m.levels}^{m.code_dim} is too large (at most 2^24; the paper uses up to 2^20)"),
             (min(self.log_every, self.snapshot_every, self.grid_every) >= 1, "intervals must be >= 1"),
             (self.grid_size >= 1 and self.grid_steps >= 1, "grid size and steps must be >= 1"),
         ]

@@ -15,6 +15,8 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
@@ -50,5 +52,6 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in a single process)."""
     if info.enabled:
         dist.barrier()

@@ -24,11 +24,12 @@ from qac.conditions import CodeWeights
 from qac.data import ArrayDataset, open_dataset
 from qac.diffusion import denoising_loss
 from qac.errors import QACError
+from qac.model import NonFiniteError, QACModel, build_model
+from qac.sampling.generate import generate
 from qac.train.checkpoint import load_snapshot, save_checkpoint
 from qac.train.config import TrainConfig, load_config
 from qac.train.distributed import DistInfo, all_reduce_sum, init_distributed
 from qac.train.ema import ema_beta, update_ema
-from qac.train.model import NonFiniteError, QACModel, build_model
 from qac.util import atomic_write_json, derive_seed, resolve_device
 
 
@@ -38,6 +39,8 @@ class TrainingDiverged(QACError):
 
 @dataclass(frozen=True)
 class TrainSummary:
+    """What :func:`train` returns: the run folder, the last step, its loss and timings."""
+
     run_dir: Path
     step: int
     loss: float
@@ -245,7 +248,6 @@ def _report(step: int, window: list[float], seconds: float, cfg: TrainConfig, be
 
 def _save_grid(ema: QACModel, codes: CodeWeights | None, cfg: TrainConfig, run_dir: Path, step: int,
                device: torch.device) -> None:
-    from qac.generate import generate
     from qac.viz import save_samples_picture
 
     seeds = list(range(cfg.grid_size))

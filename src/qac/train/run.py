@@ -11,13 +11,13 @@ from tqdm.auto import tqdm
 from qac.conditions import CodeWeights
 from qac.data import ArrayDataset, open_dataset
 from qac.errors import QACError
+from qac.model import QACModel, build_model
 from qac.train.checkpoint import (
     load_offline_codes,
     load_snapshot,
     save_offline_codes,
 )
 from qac.train.config import TrainConfig, load_config
-from qac.train.model import QACModel, build_model
 from qac.util import resolve_device
 
 
@@ -52,7 +52,7 @@ def load_run(run_dir: str | Path, *, device: str | torch.device | None = "auto",
     Example (after ``qac train --out runs/x``)::
 
         run = load_run("runs/x")
-        out = qac.generate.generate(run.model, range(16), code_weights=run.code_weights())
+        out = qac.sampling.generate.generate(run.model, range(16), code_weights=run.code_weights())
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

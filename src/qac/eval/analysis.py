@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from qac.errors import QACError
+from qac.eval.evaluate import open_run, toy_reference
 from qac.metrics.cfm import CondDenoiseFn, cfm_loss_curve
-from qac.metrics.evaluate import open_run, toy_reference
 from qac.metrics.trajectory import curvature_sigma, sigma_to_rf
 
 DEFAULT_TS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -74,7 +74,7 @@ def trajectory_curvature(run: Any, seeds: Sequence[int], *, steps: int = 100, si
     Returns ``{"curvature", "per_step" [K] (mean ‖v̂_k − chord‖² per dimension), "t" [K+1], "trajectory"
     [K+1, B, ...] in RF space (float32, CPU), "samples", "indices"}``.
     """
-    from qac.generate import generate
+    from qac.sampling.generate import generate
 
     run = open_run(run)
     sigma_max = SIGMA_MAX.get(run.model.formulation.name, 80.0) if sigma_max is None else sigma_max

@@ -9,10 +9,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import qac.cli.fid_cmds  # noqa: F401  (attaches the fid group)
 from qac.cli import main
+from qac.eval.evaluate import fid_of_run
 from qac.metrics.detectors import file_sha256
-from qac.metrics.evaluate import fid_of_run
 from qac.metrics.proxies import PixelDetector
 from qac.metrics.stats import load_reference
 from qac.train import ModelConfig, TrainConfig, train
@@ -64,8 +63,8 @@ def test_fid_calc_end_to_end_matches_direct_statistics(setup):
     assert r["detector_sha256"] == file_sha256(setup["det"]) and r["protocol"].startswith("unverified-")
     assert r["comparable_to_published"] is False and rec["is_proxy"] is False
     # independent check: generate the same seeds, compute the Fréchet distance by hand
-    from qac.generate import generate
     from qac.metrics.frechet import frechet_distance
+    from qac.sampling.generate import generate
     from qac.train.run import load_run
 
     run = load_run(setup["run"], device="cpu")

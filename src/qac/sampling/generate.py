@@ -5,7 +5,7 @@ deterministic or stochastic solver on D(x, sigma, y_q). Sample k depends only on
 its code), never on the batch size.
 
 >>> import torch
->>> from qac.train import ModelConfig, build_model
+>>> from qac.model import ModelConfig, build_model
 >>> model = build_model(ModelConfig(arch="mlp", cond="qac", code_dim=3), "points", (2,))
 >>> from qac.conditions import CodeWeights
 >>> w = CodeWeights(2, 3); w.update(torch.arange(8), decay=0.0)
@@ -24,8 +24,8 @@ from torch import Tensor
 
 from qac.conditions import CodeWeights, index_to_codes
 from qac.errors import QACError
+from qac.model import QACModel
 from qac.sampling import get_solver, sample
-from qac.train.model import QACModel
 from qac.util import derive_seed, per_seed_randn, seed_generator, state_dtype
 
 Denoise = Callable[[Tensor, Tensor], Tensor]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from qac.errors import QACError
-from qac.metrics.evaluate import fid_of_run, open_run, toy_metric_of_run
+from qac.eval.evaluate import fid_of_run, open_run, toy_metric_of_run
 from qac.metrics.registry import get_metric
 from qac.metrics.stats import Reference, load_reference
 from qac.sampling import get_solver, steps_for_nfe
@@ -119,6 +119,7 @@ def _run_names(runs: Sequence[Any]) -> list[str]:
 
 
 def to_csv(res: SweepResult) -> str:
+    """One CSV row per (run, solver, NFE) with the columns of :data:`CSV_COLUMNS`."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
     w.writeheader()

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from qac.metrics.toybench import ToyBenchConfig, markdown_report, plot_trajectories, ratio, run_one, summarize
+from qac.bench.toybench import ToyBenchConfig, markdown_report, plot_trajectories, ratio, run_one, summarize
 
 SMOKE = ToyBenchConfig(datasets=("moons",), seeds=(0,), steps=30, batch_size=64, train_points=2000,
                        n_eval=150, lcfm_points=200, lcfm_ts=4, nfes=(1, 2), curvature_steps=(10,),

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 import qac.cli.eval_cmds  # noqa: F401  (attaches analyze and sweep)
 from qac.cli import main
-from qac.metrics.analysis import analyze_run, rf_uniform_sigmas, trajectory_curvature
-from qac.metrics.sweep import resolve_metric, sweep
+from qac.eval.analysis import analyze_run, rf_uniform_sigmas, trajectory_curvature
+from qac.eval.sweep import resolve_metric, sweep
 from qac.train import ModelConfig, TrainConfig, train
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # tiny sample sizes
@@ -53,8 +53,8 @@ def test_rf_uniform_sigmas_are_uniform_in_t():
 
 def test_analyze_lcfm_uses_each_points_own_code(runs):
     """QAC's L_CFM must bind E(x0) of each point: recomputing it by hand with the encoder agrees."""
+    from qac.eval.evaluate import toy_reference
     from qac.metrics.cfm import cfm_loss_curve
-    from qac.metrics.evaluate import toy_reference
     from qac.train.run import load_run
 
     run = load_run(runs["qac"], device="cpu")
@@ -120,9 +120,9 @@ def test_sweep_toy_rows_skips_and_outputs(runs, tmp_path):
 
 
 def test_sweep_value_equals_direct_energy_distance(runs):
-    from qac.generate import generate
-    from qac.metrics.evaluate import toy_reference
+    from qac.eval.evaluate import toy_reference
     from qac.metrics.toy import toy_report
+    from qac.sampling.generate import generate
     from qac.train.run import load_run
 
     run = load_run(runs["qac"], device="cpu")

@@ -1,9 +1,18 @@
 """The trainable pair of Algorithm 1: denoiser D_theta and (optionally) the condition encoder E_phi.
 
 One module holds both, so that a single optimizer, one EMA copy and one checkpoint cover theta and phi.
+:class:`ModelConfig` says what to build; :func:`build_model` builds it for data items of a given shape.
+
+>>> model = build_model(ModelConfig(arch="mlp", code_dim=3), "points", (2,))
+>>> y_q, index = model.encode(torch.zeros(4, 2))
+>>> y_q.shape, index.shape, model(torch.zeros(4, 2), torch.ones(4), y_q).shape
+(torch.Size([4, 3]), torch.Size([4]), torch.Size([4, 2]))
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +21,54 @@ from qac.conditions import build_encoder, code_to_input, codes_to_index, fsq_qua
 from qac.diffusion import Denoiser, get_formulation
 from qac.errors import QACError
 from qac.nn import MLPConfig, build_backbone, unet_preset
-from qac.train.config import ModelConfig
+
+CondMode = Literal["none", "qac"]
+FormulationName = Literal["edm", "vp", "ve", "rf"]
+SteMode = Literal["identity", "sigmoid"]
+COND_MODES: tuple[str, ...] = get_args(CondMode)
+STE_MODES: tuple[str, ...] = get_args(SteMode)
+MAX_CODEBOOK = 2**24
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What network to build.
+
+    arch: a U-Net preset name (``digits``, ``mnist``, ``tiny``, ``cifar10``, ``ffhq64``, ``afhq64``) or
+    ``mlp`` for points; ``auto`` picks ``mlp`` for points and ``digits``/``tiny`` for small images.
+    cond: ``none`` (baseline) or ``qac`` (encoder + FSQ code of ``code_dim`` channels with ``levels`` each,
+    a codebook of levels**code_dim entries, at most 2**20 in the paper). ste: the straight-through gradient
+    of the quantizer, ``identity`` (paper) or ``sigmoid`` (see :func:`qac.conditions.fsq_quantize`).
+    """
+
+    arch: str = "auto"
+    formulation: FormulationName = "edm"
+    cond: CondMode = "qac"
+    levels: int = 2
+    code_dim: int = 8
+    dropout: float | None = None
+    model_channels: int | None = None
+    ste: SteMode = "identity"
+
+    @property
+    def codebook_size(self) -> int:
+        """|C| = L^d for a QAC model, 0 for the baseline."""
+        return self.levels**self.code_dim if self.cond == "qac" else 0
+
+    def validate(self) -> ModelConfig:
+        """Raise :class:`QACError` on impossible settings; return self."""
+        checks = [
+            (self.cond in COND_MODES, f"cond must be one of {', '.join(COND_MODES)}, got {self.cond!r}"),
+            (self.levels >= 2, "code levels L must be >= 2"),
+            (self.ste in STE_MODES, f"ste must be one of {', '.join(STE_MODES)}, got {self.ste!r}"),
+            (self.code_dim >= 1, "code dimension d must be >= 1"),
+            (self.cond == "none" or self.levels**self.code_dim <= MAX_CODEBOOK,
+             f"codebook L^d = {self.levels}^{self.code_dim} is too large (at most 2^24; the paper uses up to 2^20)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise QACError(msg)
+        return self
 
 
 class NonFiniteError(QACError):

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -61,7 +61,7 @@ class SamplerSpec:
     nfe: int | None = None
     steps: int | None = None
     afs: bool = False
-    codes: str = "online"
+    codes: Literal["online", "offline", "uniform"] = "online"
     opts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,7 +75,7 @@ def sample_batches(run: RunLike, seeds: Sequence[int], spec: SamplerSpec, *, bat
 
     ``on_batch(n_items, nfe)`` is called after every batch (progress bars, NFE bookkeeping).
     """
-    from qac.generate import generate
+    from qac.sampling.generate import generate
 
     run = open_run(run)
     weights = run.code_weights(spec.codes)

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from qac.metrics.analysis import code_denoise_fn, rf_uniform_sigmas, trajectory_curvature
+from qac.eval.analysis import code_denoise_fn, rf_uniform_sigmas, trajectory_curvature
 from qac.metrics.cfm import cfm_loss_curve, velocity_from_denoiser
 from qac.metrics.toy import energy_distance
+from qac.model import SteMode
 
 METHODS = {"icfm": "none", "qac": "qac"}
 
@@ -45,7 +46,7 @@ class ToyBenchConfig:
     lr: float = 1e-3
     levels: int = 4
     code_dim: int = 2
-    ste: str = "identity"
+    ste: SteMode = "identity"
     train_points: int = 50_000
     n_eval: int = 3000
     lcfm_points: int = 8000
@@ -101,7 +102,7 @@ def rk45_nfe(run: Any, seeds: Sequence[int], tol: float, t_max: float = 1 - 1e-4
 def evaluate_toy(run: Any, cfg: ToyBenchConfig, dataset: str, seed: int) -> dict[str, Any]:
     """All §7 metrics of one trained toy run (evaluation seeds fixed, independent of the training seed)."""
     from qac.data import sample_toy
-    from qac.generate import generate
+    from qac.sampling.generate import generate
     from qac.util import seed_generator
 
     out: dict[str, Any] = {}
@@ -299,4 +300,5 @@ def plot_trajectories(runs: dict[str, Any], path: str | Path, *, num: int = 30, 
 
 
 def config_dict(cfg: ToyBenchConfig) -> dict[str, Any]:
+    """The benchmark settings as a JSON-ready dict (written into the results file)."""
     return asdict(cfg)

@@ -7,7 +7,7 @@ import torch
 
 from qac.conditions import CodeWeights
 from qac.errors import QACError
-from qac.generate import generate
+from qac.sampling.generate import generate
 from qac.train import ModelConfig, build_model
 
 
