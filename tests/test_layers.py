@@ -18,7 +18,7 @@ import qac
 
 SRC = Path(qac.__file__).parent
 LAYERS: list[tuple[str, ...]] = [
-    ("qac.errors", "qac.util", "qac.viz"),
+    ("qac.errors", "qac.util", "qac.viz", "qac.safeio"),
     ("qac.data",),
     ("qac.nn",),
     ("qac.diffusion",),

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from qac.conditions import build_encoder, code_to_input, codes_to_index, fsq_quantize
 from qac.diffusion import Denoiser, get_formulation
 from qac.errors import QACError
-from qac.nn import MLPConfig, build_backbone, unet_preset
+from qac.nn import UNET_PRESETS, MLPConfig, build_backbone, unet_preset
 
 CondMode = Literal["none", "qac"]
 FormulationName = Literal["edm", "vp", "ve", "rf"]
@@ -64,6 +64,11 @@ class ModelConfig:
             (self.code_dim >= 1, "code dimension d must be >= 1"),
             (self.cond == "none" or self.levels**self.code_dim <= MAX_CODEBOOK,
              f"codebook L^d = {self.levels}^{self.code_dim} is too large (at most 2^24; the paper uses up to 2^20)"),
+            (self.arch in ("auto", "mlp") or self.arch in UNET_PRESETS,
+             f"unknown arch {self.arch!r}; choose auto, mlp or one of {', '.join(sorted(UNET_PRESETS))}"),
+            (self.dropout is None or 0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.model_channels is None or self.model_channels >= (1 if self.arch == "mlp" else 4),
+             f"--channels (base width) must be >= {1 if self.arch == 'mlp' else 4}, got {self.model_channels}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -131,6 +136,7 @@ def resolve_arch(cfg: ModelConfig, kind: str, item_shape: tuple[int, ...]) -> st
 
 def build_model(cfg: ModelConfig, kind: str, item_shape: tuple[int, ...]) -> QACModel:
     """Build a :class:`QACModel` for data items of ``item_shape`` ([C,H,W] images or [D] points)."""
+    cfg.validate()
     arch = resolve_arch(cfg, kind, item_shape)
     code_dim = cfg.code_dim if cfg.cond == "qac" else 0
     if arch == "mlp":

@@ -33,6 +33,12 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
         raise QACError(f"unknown device {name!r} (use cpu, cuda, cuda:N, mps or auto)") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise QACError(f"device {name!r} requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise QACError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise QACError(f"device {name!r} requested but MPS (Apple GPU) is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise QACError(f"unsupported device {name!r} (use cpu, cuda, cuda:N, mps or auto)")
     return dev
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qac.errors import QACError
 from qac.model import ModelConfig
+from qac.safeio import read_json
+
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class TrainConfig:
         """Raise :class:`QACError` on impossible settings; return self."""
         self.model.validate()
         checks = [
+            (0 <= self.seed <= MAX_SEED, f"seed must be in [0, 2^63 - 1], got {self.seed}"),
+            (self.resolution is None or self.resolution >= 1, f"resolution must be >= 1, got {self.resolution}"),
+            (self.max_items is None or self.max_items >= 1, f"max items must be >= 1, got {self.max_items}"),
             (self.steps >= 1, "steps must be >= 1"),
             (self.batch_size >= 1, "batch size must be >= 1"),
             (self.lr > 0, "learning rate must be > 0"),
@@ -76,11 +81,14 @@ class TrainConfig:
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a ``config.json`` written by :func:`qac.train.train`."""
+    """Read a ``config.json`` written by :func:`qac.train.train` (QACError naming the file if it is bad)."""
     path = Path(path)
+    raw = read_json(path, "run config")
+    if not isinstance(raw, dict) or not isinstance(raw.get("model", {}), dict):
+        raise QACError(f"run config {path} is not a qac config.json (expected a JSON object with a model section)")
     try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise QACError(f"no config at {path}") from None
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise QACError(f"bad config file {path}: {exc}") from None
+        return TrainConfig.from_dict(raw)
+    except QACError as exc:
+        raise QACError(f"run config {path}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise QACError(f"run config {path} is not a qac config.json ({exc})") from None

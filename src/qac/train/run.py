@@ -38,7 +38,8 @@ class LoadedRun:
         if source == "online":
             return self.online_weights
         if source == "offline":
-            return CodeWeights.from_state_dict(load_offline_codes(self.path), self.online_weights.weights.device)
+            return code_weights_of(load_offline_codes(self.path), self.config, self.path / "codes_offline.safetensors",
+                                   next(self.model.parameters()).device)
         raise QACError(f"code weights must be 'online' or 'offline', got {source!r}")
 
     def dataset(self) -> ArrayDataset:
@@ -61,12 +62,38 @@ def load_run(run_dir: str | Path, *, device: str | torch.device | None = "auto",
     snap = load_snapshot(run_dir)
     kind, shape = _data_signature(snap.meta, cfg)
     model = build_model(cfg.model, kind, shape)
-    model.load_state_dict(snap.ema if ema else snap.model)
+    load_weights(model, snap.ema if ema else snap.model, snap.path / ("ema" if ema else "model"), run_dir)
     model.to(resolve_device(device)).eval().requires_grad_(False)
     codes = None
-    if snap.code_weights is not None:
-        codes = CodeWeights.from_state_dict(snap.code_weights, device=next(model.parameters()).device)
+    if model.conditional:
+        codes = code_weights_of(snap.code_weights, cfg, snap.path / "codes.safetensors",
+                                next(model.parameters()).device)
     return LoadedRun(run_dir, cfg, model, int(snap.meta["step"]), codes)
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, run_dir: Path) -> None:
+    """``load_state_dict`` with a one-line QACError when the weights belong to another architecture."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+        raise QACError(f"weights in {path}.safetensors do not fit the model described by {run_dir / 'config.json'} "
+                       f"({first[:200]})") from None
+
+
+def code_weights_of(state: dict[str, torch.Tensor] | None, cfg: TrainConfig, path: Path,
+                    device: torch.device) -> CodeWeights:
+    """The online code weights of a QAC run, checked against its config (QACError naming the file)."""
+    if state is None:
+        raise QACError(f"code weights {path} are missing: a QAC run needs them to sample (re-create them with "
+                       f"`qac collect` and sample with --codes offline, or resume training)")
+    size = cfg.model.levels**cfg.model.code_dim
+    w = state.get("weights")
+    if w is None or "levels" not in state or w.ndim != 1 or w.numel() != size:
+        raise QACError(f"code weights {path} do not fit the run's codebook of {size} codes")
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise QACError(f"code weights {path} hold negative or non-finite values (damaged or diverged)")
+    return CodeWeights.from_state_dict(state, device=device)
 
 
 def _data_signature(meta: dict, cfg: TrainConfig) -> tuple[str, tuple[int, ...]]:
@@ -83,10 +110,12 @@ def collect_codes(model: QACModel, data: ArrayDataset, *, batch_size: int = 256,
     if not model.conditional:
         raise QACError("offline collection needs a QAC model (this run was trained with --cond none)")
     device = next(model.parameters()).device
+    if batch_size < 1:
+        raise QACError(f"batch size must be >= 1, got {batch_size}")
     hist = CodeWeights(model.levels, model.code_dim)
-    images = data.as_float()
-    for lo in tqdm(range(0, len(images), batch_size), disable=not progress, desc="collect", unit="batch"):
-        _, idx = model.encode(images[lo:lo + batch_size].to(device))
+    n = len(data)
+    for lo in tqdm(range(0, n, batch_size), disable=not progress, desc="collect", unit="batch"):
+        _, idx = model.encode(data.as_float(slice(lo, lo + batch_size)).to(device))
         hist.weights += hist.batch_counts(idx.cpu())
     return hist
 
