@@ -59,15 +59,31 @@ def test_resume_state_loads_with_weights_only(tmp_path):
     assert state["step"] == 3 and "state" in state["optimizer"]
 
 
-def test_nan_aborts_and_keeps_last_good_checkpoint(tmp_path):
+def test_nan_data_is_refused_before_training_and_keeps_the_run(tmp_path):
     run = tmp_path / "r"
     train(toy_config(steps=6, snapshot_every=6), run, progress=False)
     before = _files(run)
     bad = ArrayDataset(torch.full((64, 2), float("nan")), None, "points", "nan-points")
-    with pytest.raises(TrainingDiverged, match="diverged at step 6"):
+    with pytest.raises(QACError, match="'nan-points' holds NaN or Inf values in 64 of 64 items") as info:
         train(toy_config(steps=9, snapshot_every=1), run, resume=True, progress=False, data=bad)
+    assert not isinstance(info.value, TrainingDiverged)  # not reported as "lower the learning rate"
     _assert_bitwise(before, _files(run))
     assert load_snapshot(run).meta["step"] == 6
+
+
+def test_blow_up_keeps_the_last_sane_snapshot(tmp_path):
+    """lr = 1e6 makes the first update explode; no snapshot holding those weights may replace the good one."""
+    run = tmp_path / "r"
+    train(toy_config(steps=6, snapshot_every=6), run, progress=False)
+    before = _files(run)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint \\(step 6\\)"):
+        train(toy_config(steps=12, snapshot_every=1, lr=1e6), run, resume=True, progress=False, overrides=("lr",))
+    _assert_bitwise(before, _files(run))
+    loaded = load_run(run, device="cpu")
+    from qac.sampling.generate import generate
+
+    out = generate(loaded.model, range(8), code_weights=loaded.code_weights(), solver="euler", steps=3)
+    assert bool(torch.isfinite(out.samples).all())
 
 
 def test_existing_run_needs_resume(tmp_path):

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from qac.errors import QACError
+from qac.safeio import check_memory
 
 Kind = Literal["image", "points"]
 
@@ -132,8 +133,26 @@ def center_crop_resize(img: Image.Image, resolution: int) -> Image.Image:
     return img
 
 
+def check_image_memory(n: int, resolution: int | None, channels: int = 1) -> None:
+    """QACError when ``n`` images of ``resolution``² x ``channels`` bytes cannot fit in the available memory."""
+    if resolution is not None:
+        check_memory(float(n) * resolution * resolution * channels, f"{n} images at --resolution {resolution}",
+                     "choose a smaller --resolution or fewer items (--max-items)")
+
+
+def check_finite(ds: ArrayDataset) -> ArrayDataset:
+    """QACError when point data hold NaN/Inf (images are uint8, always finite); returns ``ds``."""
+    if ds.data.is_floating_point():
+        bad = int((~torch.isfinite(ds.data)).flatten(1).any(1).sum())
+        if bad:
+            raise QACError(f"data set {ds.name!r} holds NaN or Inf values in {bad} of {len(ds)} items; "
+                           "remove or fix them before training")
+    return ds
+
+
 def resize_uint8(data: np.ndarray, resolution: int) -> np.ndarray:
     """Resize ``uint8 [N, H, W, C]`` (C in {1, 3}) to ``[N, r, r, C]`` via :func:`center_crop_resize`."""
+    check_image_memory(data.shape[0], resolution, data.shape[3])
     out = np.empty((data.shape[0], resolution, resolution, data.shape[3]), dtype=np.uint8)
     for i, arr in enumerate(data):
         img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)

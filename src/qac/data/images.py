@@ -26,6 +26,7 @@ from tqdm import tqdm
 from qac.data.base import (
     ArrayDataset,
     center_crop_resize,
+    check_image_memory,
     check_resolution,
     image_dataset_from_nhwc,
     subset_indices,
@@ -140,6 +141,7 @@ def open_image_folder(path: str, *, resolution: int | None = None, max_items: in
     if not names:
         raise QACError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in folder {path}")
     names = [names[i] for i in subset_indices(len(names), max_items, seed)]
+    check_image_memory(len(names), resolution)
 
     def read(name: str) -> np.ndarray:
         with open(root / name, "rb") as fh:
@@ -173,6 +175,7 @@ def open_image_zip(path: str, *, resolution: int | None = None, max_items: int |
         if not names:
             raise QACError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in zip {path}")
         names = [names[i] for i in subset_indices(len(names), max_items, seed)]
+        check_image_memory(len(names), resolution)
 
         def read(name: str) -> np.ndarray:
             where = f"{path}:{name}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from qac.data.arrays import open_npz
-from qac.data.base import ArrayDataset, check_resolution
+from qac.data.base import ArrayDataset, check_finite, check_resolution
 from qac.data.digits import open_digits
 from qac.data.images import open_image_folder, open_image_zip
 from qac.data.toy import open_toy
@@ -95,7 +95,11 @@ def open_dataset(source: str | os.PathLike[str], *, resolution: int | None = Non
     >>> open_dataset("digits16", max_items=10).shape
     (1, 16, 16)
     """
-    source = os.fspath(source)
+    return check_finite(_open(os.fspath(source), resolution, max_items, seed, root, progress))
+
+
+def _open(source: str, resolution: int | None, max_items: int | None, seed: int,
+          root: str | os.PathLike[str] | None, progress: bool) -> ArrayDataset:
     check_resolution(resolution)
     if max_items is not None and max_items < 1:
         raise QACError(f"max_items must be >= 1, got {max_items}")

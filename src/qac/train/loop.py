@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import copy
 import json
-import signal
-import threading
+import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,19 +22,22 @@ from tqdm.auto import tqdm
 
 from qac.conditions import CodeWeights
 from qac.data import ArrayDataset, open_dataset
+from qac.data.base import check_finite
 from qac.diffusion import denoising_loss
 from qac.errors import QACError
 from qac.model import NonFiniteError, QACModel, build_model
 from qac.sampling.generate import generate
-from qac.train.checkpoint import load_snapshot, save_checkpoint
+from qac.train.checkpoint import CKPT, load_snapshot, save_checkpoint
 from qac.train.config import TrainConfig, load_config
 from qac.train.distributed import DistInfo, all_reduce_sum, init_distributed
 from qac.train.ema import ema_beta, update_ema
+from qac.train.guard import LossGuard, TrainingDiverged, check_batch_memory, probe_loss
+from qac.train.lock import LOCK_NAME, RunLock
+from qac.train.resume import resume_config
+from qac.train.signals import GracefulStop
 from qac.util import atomic_write_json, derive_seed, resolve_device
 
-
-class TrainingDiverged(QACError):
-    """The loss or gradients became NaN/Inf; the last good checkpoint is kept."""
+__all__ = ["TrainSummary", "TrainingDiverged", "train", "step_seeds", "batch_indices", "lr_at"]
 
 
 @dataclass(frozen=True)
@@ -46,31 +49,8 @@ class TrainSummary:
     loss: float
     seconds: float
     interrupted: bool = False
-
-
-class _GracefulStop:
-    """First Ctrl-C (SIGINT) or SIGTERM: finish the current step, write a checkpoint, return.
-
-    A second Ctrl-C interrupts at once (the previous snapshot stays intact). Only in the main thread of a
-    single-process run; under torchrun the launcher handles signals.
-    """
-
-    def __init__(self, enabled: bool) -> None:
-        self.requested = False
-        self._old: dict[int, Any] = {}
-        if enabled and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def restore(self) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-        self._old.clear()
+    signal: int | None = None
+    start_step: int = 0
 
 
 class _LossModule(nn.Module):
@@ -111,10 +91,23 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          data: ArrayDataset | None = None) -> TrainSummary:
-    """Train (or resume) a run in ``run_dir``; returns a summary. See :class:`TrainConfig`."""
+          data: ArrayDataset | None = None, overrides: tuple[str, ...] = ()) -> TrainSummary:
+    """Train (or resume) a run in ``run_dir``; returns a summary. See :class:`TrainConfig`.
+
+    A new run needs an absent or empty folder; ``resume=True`` continues the saved config, changed only as
+    :func:`qac.train.resume.resume_config` allows (``overrides`` names the optimisation settings to change).
+    The folder is locked against a second writer for the whole run (:class:`qac.train.lock.RunLock`).
+    """
     run_dir = Path(run_dir)
-    cfg, snap = _prepare_run(cfg, run_dir, resume)
+    cfg.validate()
+    main = int(os.environ.get("RANK", "0")) == 0
+    with RunLock(run_dir, "resume" if resume else "train") if main else nullcontext():
+        return _train(cfg, run_dir, resume, progress, data, overrides)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, data: ArrayDataset | None,
+           overrides: tuple[str, ...]) -> TrainSummary:
+    cfg, snap = _prepare_run(cfg, run_dir, resume, overrides)
     info = init_distributed(cfg.device)
     device = resolve_device(f"cuda:{info.local_rank}" if info.enabled and torch.cuda.is_available()
                             else cfg.device)
@@ -124,6 +117,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         data = open_dataset(cfg.data, resolution=cfg.resolution, max_items=cfg.max_items, seed=cfg.seed)
     if len(data) == 0:
         raise QACError(f"dataset {data.name!r} is empty")
+    check_finite(data)
+    check_batch_memory(cfg.batch_size // info.world_size, data.shape, device)
     torch.manual_seed(cfg.seed)  # initial weights depend on the seed alone (identical on every rank)
     model = build_model(cfg.model, data.kind, data.shape).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -148,18 +143,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     bar = tqdm(total=cfg.steps, initial=step, disable=not (progress and info.is_main), unit="step",
                dynamic_ncols=True, desc="train")
     t0, window, last_loss = time.perf_counter(), [], float("nan")
-    t_window = t0
-    stop = _GracefulStop(enabled=not info.enabled)
+    t_window, start_step = t0, step
+    guard = LossGuard(run_dir, step if snap is not None else None)
+    stop = GracefulStop(enabled=not info.enabled)
     try:
         while step < cfg.steps and not stop.requested:
             try:
                 loss, idx, grad_norm = _train_step(loss_module, opt, data, step, cfg, info, device)
             except NonFiniteError:
                 loss, idx, grad_norm = float("nan"), None, float("nan")
-            if not (np.isfinite(loss) and np.isfinite(grad_norm)):
-                raise TrainingDiverged(
-                    f"training diverged at step {step} (loss={loss}, grad norm={grad_norm}); "
-                    f"the last good checkpoint in {run_dir} is kept — lower --lr or resume from it")
+            guard.check(loss, grad_norm, step)
             beta = ema_beta(step * cfg.batch_size, cfg.batch_size, cfg.ema_halflife_img, cfg.ema_rampup_ratio)
             update_ema(ema, model, beta)  # Alg. 1 line 11
             if codes is not None:  # Alg. 1 lines 12-13; counts all-reduced across ranks first
@@ -181,11 +174,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
             if step % cfg.grid_every == 0 or step == cfg.steps:
                 _save_grid(ema, codes, cfg, run_dir, step, device)
             if step % cfg.snapshot_every == 0 or step == cfg.steps or stop.requested:
+                # keep the previous snapshot unless the weights about to replace it give a sane loss
+                probe = probe_loss(loss_module, ema, data, cfg.seed, step, cfg.batch_size, device)
+                guard.check(probe, 0.0, step, before_snapshot=True)
                 _snapshot(run_dir, model, ema, codes, opt, step, cfg, data)
+                guard.saved_step = step
     finally:
         bar.close()
         stop.restore()
-    return TrainSummary(run_dir, step, last_loss, time.perf_counter() - t0, interrupted=stop.requested)
+    return TrainSummary(run_dir, step, last_loss, time.perf_counter() - t0, interrupted=stop.requested,
+                        signal=stop.signum, start_step=start_step)
 
 
 def _snapshot(run_dir: Path, model: QACModel, ema: QACModel, codes: CodeWeights | None,
@@ -196,15 +194,31 @@ def _snapshot(run_dir: Path, model: QACModel, ema: QACModel, codes: CodeWeights 
                           "data_kind": data.kind, "item_shape": list(data.shape)})
 
 
-def _prepare_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> tuple[TrainConfig, Any]:
-    """Validate; on resume, take the saved config (only ``steps`` may change) and the snapshot."""
+def _prepare_run(cfg: TrainConfig, run_dir: Path, resume: bool, overrides: tuple[str, ...]) -> tuple[TrainConfig, Any]:
+    """Validate; a new run needs an empty folder; on resume, check the changes against the saved config."""
     if not resume:
-        if (run_dir / "checkpoint").exists():
-            raise QACError(f"{run_dir} already holds a run; pass --resume to continue it or pick a new --out")
+        _check_fresh_folder(run_dir)
         return cfg.validate(), None
+    if not run_dir.is_dir():
+        raise QACError(f"run folder {run_dir} does not exist (drop --resume to start a new run)")
     saved = load_config(run_dir / "config.json")
     snap = load_snapshot(run_dir)
-    return saved.replace(steps=cfg.steps).validate(), snap
+    return resume_config(saved, cfg, int(snap.meta["step"]), run_dir, overrides), snap
+
+
+def _check_fresh_folder(run_dir: Path) -> None:
+    """A new run never writes into a folder that holds anything (a run, a cut snapshot, other files)."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise QACError(f"--out {run_dir} is a file, not a folder")
+    entries = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
+    run_files = {"config.json", CKPT, f"{CKPT}.old", f"{CKPT}.tmp"}
+    if run_files & set(entries):
+        raise QACError(f"{run_dir} already holds a run; pass --resume to continue it or pick a new --out")
+    if entries:
+        raise QACError(f"{run_dir} is not empty (holds {entries[0]!r}{' and more' if len(entries) > 1 else ''}); "
+                       "train writes only into a new or empty folder: pick another --out")
 
 
 def _train_step(loss_module: nn.Module, opt: torch.optim.Optimizer, data: ArrayDataset, step: int,

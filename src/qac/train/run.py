@@ -18,6 +18,7 @@ from qac.train.checkpoint import (
     save_offline_codes,
 )
 from qac.train.config import TrainConfig, load_config
+from qac.train.lock import RunLock
 from qac.util import resolve_device
 
 
@@ -121,6 +122,10 @@ def collect_codes(model: QACModel, data: ArrayDataset, *, batch_size: int = 256,
 
 
 def collect_run(run: LoadedRun, *, batch_size: int = 256, progress: bool = True) -> Path:
-    """Encode the run's training set with its EMA encoder and store the offline histogram beside it."""
-    hist = collect_codes(run.model, run.dataset(), batch_size=batch_size, progress=progress)
-    return save_offline_codes(run.path, hist.state_dict(), {"step": run.step, "items": int(hist.total())})
+    """Encode the run's training set with its EMA encoder and store the offline histogram beside it.
+
+    The run folder is locked for the duration (one writer at a time, see :class:`qac.train.lock.RunLock`).
+    """
+    with RunLock(run.path, "collect"):
+        hist = collect_codes(run.model, run.dataset(), batch_size=batch_size, progress=progress)
+        return save_offline_codes(run.path, hist.state_dict(), {"step": run.step, "items": int(hist.total())})
