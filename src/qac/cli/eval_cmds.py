@@ -33,10 +33,12 @@ def analyze(run_dir: str, out: str | None, num: int, ts: list[float], curvature_
             codes: str, seeds_start: int, batch: int, device: str, progress: bool) -> None:
     """Per-t L_CFM on held-out data (QAC: each point's own code) and RNE curvature -> analysis.json + .png."""
     from qac.eval.analysis import analyze_run, plot_analysis
+    from qac.safeio import check_writable
     from qac.train.run import load_run
     from qac.util import atomic_write_json
 
     run = load_run(run_dir, device=device)
+    check_writable(out if out else Path(run_dir) / "analysis")
     rep = analyze_run(run, num=num, ts=ts, curvature_steps=curvature_steps, sigma_max=sigma_max,
                       seeds_start=seeds_start, codes=codes, batch_size=batch, progress=progress)
     folder = Path(out) if out else Path(run_dir) / "analysis"
@@ -70,10 +72,12 @@ def sweep_cmd(runs: tuple[str, ...], solvers: str, nfes: list[int], metric: str,
               out: str, device: str, progress: bool) -> None:
     """Metric vs NFE for every run × solver -> sweep.csv, sweep.md, sweep.json, sweep.png."""
     from qac.eval.sweep import resolve_metric, sweep, write_sweep
+    from qac.safeio import check_writable
     from qac.train.run import load_run
     from qac.util import resolve_device
 
     name = resolve_metric(metric)
+    check_writable(out)
     solver_list = [s.strip() for s in solvers.split(",") if s.strip()]
     if not solver_list:
         raise QACError("give at least one --solver")

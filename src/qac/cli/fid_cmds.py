@@ -53,7 +53,9 @@ def fid_ref(source: str, out: str, detector_path: str | None, proxy: str | None,
             progress: bool) -> None:
     """Write reference statistics (mu, sigma, metadata) of the images in --data to --out."""
     from qac.data import open_dataset
+    from qac.safeio import check_writable
 
+    check_writable(out, is_dir=False)
     dev = resolve_device(device)
     det = _detector(detector_path, proxy, proxy_seed, allow_download, dev)
     ds = open_dataset(source, max_items=max_items, progress=progress)
@@ -102,11 +104,14 @@ def fid_calc(run_dir: str, ref_path: str, solver: str, nfe: int | None, steps: i
     """FID (or a proxy_*) of --num samples of a run, generated in batches straight into the statistics."""
     from qac.eval.evaluate import fid_of_run
     from qac.metrics.stats import load_reference
+    from qac.safeio import check_writable
     from qac.train.run import load_run
     from qac.util import atomic_write_json
 
     if nfe is None and steps is None:
         raise QACError("give --nfe or --steps")
+    if json_out:
+        check_writable(json_out, is_dir=False, option="--json")  # before the sampling, not after it
     ref = load_reference(ref_path)
     dev = resolve_device(device)
     det = _detector(detector_path, proxy, proxy_seed, allow_download, dev)

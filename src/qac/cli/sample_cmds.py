@@ -48,7 +48,7 @@ def parse_solver_opts(items: tuple[str, ...]) -> dict[str, float | int | str]:
 @click.option("--code", "code_index", type=int, default=None, help="Use this code index for every sample.")
 @click.option("--code-from", "code_image", type=click.Path(), default=None,
               help="Use the code of this image (encoded by the EMA encoder).")
-@click.option("--batch", "batch_size", type=int, default=256)
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=256, help="Seeds per solver batch.")
 @click.option("--device", default="auto")
 @click.option("--raw-weights", is_flag=True, help="Use the raw (non-EMA) weights.")
 def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: int | None, nfe: int | None,
@@ -57,16 +57,22 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
            batch_size: int, device: str, raw_weights: bool) -> None:
     """Generate samples; writes grid.png and samples.npz (samples, seeds, code indices, NFE)."""
     import numpy as np
+    import torch
 
+    from qac.safeio import check_writable
     from qac.sampling import get_solver
     from qac.sampling.generate import generate
     from qac.train.run import load_run
+    from qac.util import resolve_device
     from qac.viz import save_samples_picture, to_uint8
 
     get_solver(solver)  # fail on a typo before loading anything
+    opts = parse_solver_opts(solver_opts)
+    resolve_device(device)
     if steps is None and nfe is None:
         steps = 18
     run = load_run(run_dir, device=device, ema=not raw_weights)
+    check_writable(out if out else Path(run_dir) / "samples")
     indices, weights = None, None
     if run.model.conditional:
         if code_index is not None and code_image is not None:
@@ -84,7 +90,11 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
     with tqdm(total=len(seeds), desc=f"sample {solver}", unit="img") as bar:
         res = generate(run.model, seeds, code_weights=weights, indices=indices, solver=solver, steps=steps,
                        nfe=nfe, batch_size=batch_size, schedule=schedule, afs=afs, sigma_min=sigma_min,
-                       sigma_max=sigma_max, rho=rho, progress=bar.update, **parse_solver_opts(solver_opts))
+                       sigma_max=sigma_max, rho=rho, progress=bar.update, **opts)
+    bad = int((~torch.isfinite(res.samples)).flatten(1).any(1).sum())
+    if bad:
+        raise QACError(f"{bad} of {len(seeds)} samples are NaN/Inf: the weights of {run_dir} (step {run.step}) "
+                       "are diverged or damaged; nothing was written")
     out_dir = Path(out) if out else Path(run_dir) / "samples" / f"{solver}-nfe{res.nfe}"
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays = {"seeds": np.asarray(seeds), "codes": res.indices.numpy(), "nfe": np.asarray(res.nfe)}

@@ -46,9 +46,9 @@ def _plot(rows: dict, path: Path, title: str) -> None:
 
 @click.command("bench-solvers")
 @click.option("--nfe", "nfes", default="4,6,8,10,16,32,64", type=POSITIVE_INTS, help="comma-separated NFE values")
-@click.option("--dim", default=2, type=int, help="dimension of the Gaussian mixture")
-@click.option("--batch", default=64, type=int, help="number of noise seeds (0..batch-1)")
-@click.option("--seed", default=0, type=int, help="seed of the mixture")
+@click.option("--dim", default=2, type=click.IntRange(min=1, max=4096), help="dimension of the Gaussian mixture")
+@click.option("--batch", default=64, type=click.IntRange(min=1, max=10**6), help="number of noise seeds (0..batch-1)")
+@click.option("--seed", default=0, type=click.IntRange(min=0, max=2**63 - 1), help="seed of the mixture")
 @click.option("--afs/--no-afs", default=False, help="analytical first step for every solver")
 @click.option("--solvers", "solver_spec", default=None, help="comma-separated subset (default: all ODE ones)")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
@@ -58,10 +58,13 @@ def bench_solvers_cmd(nfes: list[int], dim: int, batch: int, seed: int, afs: boo
                       out_dir: str | None, no_plot: bool) -> None:
     """Error vs NFE of every ODE solver on the exact Gaussian-mixture bench (qac.bench.gmm)."""
     from qac.bench.solver_table import markdown_table, solver_error_table
+    from qac.safeio import check_writable
     from qac.util import atomic_write_bytes
 
     if dim < 1 or batch < 1:
         raise QACError("--dim and --batch must be >= 1")
+    if out_dir is not None:
+        check_writable(out_dir)
     names = [s.strip() for s in solver_spec.split(",") if s.strip()] if solver_spec else None
     rows = solver_error_table(nfes, dim=dim, batch=batch, seed=seed, solvers=names, afs=afs)
     table = markdown_table(rows)

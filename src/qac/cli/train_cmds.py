@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -35,47 +36,89 @@ from qac.errors import QACError
 @click.option("--max-items", type=int, default=None, help="Use at most this many training items.")
 @click.option("--dropout", type=float, default=None, help="Override the preset's dropout.")
 @click.option("--channels", "model_channels", type=int, default=None, help="Override the preset's base width.")
-@click.option("--seed", type=int, default=0, help="Seed for data order, noise and initialisation.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0,
+              help="Seed for data order, noise and initialisation.")
 @click.option("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto.")
 @click.option("--amp/--no-amp", default=False, help="Mixed precision on CUDA.")
 @click.option("--log-every", type=int, default=50, help="Steps between stats.jsonl lines.")
 @click.option("--snapshot-every", type=int, default=500, help="Steps between checkpoints.")
 @click.option("--grid-every", type=int, default=500, help="Steps between sample grids.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint; only --steps, "
+              "--device, --amp and the intervals may change (and the --override ones).")
+@click.option("--override", "overrides", multiple=True, type=click.Choice(["lr", "warmup", "ema-halflife"]),
+              help="With --resume: allow this optimisation setting to change (repeatable).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def train(out: str, resume: bool, progress: bool, **opts) -> None:
-    """Train a QAC (paper Algorithm 1) or baseline diffusion model."""
-    import torch
+def train(out: str, resume: bool, overrides: tuple[str, ...], progress: bool, **opts) -> None:
+    """Train a QAC (paper Algorithm 1) or baseline diffusion model.
 
-    from qac.train import ModelConfig, TrainConfig
+    A first SIGINT/SIGTERM finishes the step, writes a checkpoint and exits with 130/143; a second one
+    ends the process at once (the previous checkpoint stays intact).
+    """
+    from qac.safeio import check_writable
     from qac.train import train as run_training
+    from qac.train.signals import exit_code
 
-    model_keys = ("arch", "formulation", "cond", "levels", "code_dim", "dropout", "model_channels", "ste")
-    model = ModelConfig(**{k: opts.pop(k) for k in model_keys})
-    cfg = TrainConfig(model=model, **opts)
+    if overrides and not resume:
+        raise QACError("--override only applies with --resume")
+    cfg = _resume_config(out, opts) if resume else _new_config(opts)
+    check_writable(out)
     try:
-        summary = run_training(cfg, out, resume=resume, progress=progress)
+        summary = run_training(cfg, out, resume=resume, progress=progress, overrides=overrides)
     except KeyboardInterrupt:
         raise QACError(f"interrupted; the last checkpoint in {out} is intact (continue with --resume)") from None
-    del torch
     if summary.interrupted:
-        click.echo(f"stopped at step {summary.step}; checkpoint written to {summary.run_dir} "
-                   f"(continue with --resume)")
+        import signal
+
+        name = signal.Signals(summary.signal).name if summary.signal else "a signal"
+        click.echo(f"stopped by {name} at step {summary.step}; checkpoint written to {summary.run_dir} "
+                   f"(continue with --resume)", err=True)
+        sys.exit(exit_code(summary.signal) if summary.signal else 1)
+    if summary.step == summary.start_step:
+        click.echo(f"{summary.run_dir} is already at step {summary.step}: nothing to train (raise --steps)")
         return
     click.echo(f"trained {summary.step} steps in {summary.seconds:.0f}s, final loss {summary.loss:.4f}; "
                f"run folder: {summary.run_dir}")
 
 
+_MODEL_KEYS = ("arch", "formulation", "cond", "levels", "code_dim", "dropout", "model_channels", "ste")
+
+
+def _new_config(opts: dict):
+    from qac.train import ModelConfig, TrainConfig
+
+    model = ModelConfig(**{k: opts.pop(k) for k in _MODEL_KEYS})
+    return TrainConfig(model=model, **opts)
+
+
+def _resume_config(out: str, opts: dict):
+    """The saved config with the options given on this command line applied (defaults are not changes)."""
+    import dataclasses
+
+    from click.core import ParameterSource
+
+    from qac.train.config import load_config
+
+    if not Path(out).is_dir():
+        raise QACError(f"run folder {out} does not exist (drop --resume to start a new run)")
+    saved = load_config(Path(out) / "config.json")
+    ctx = click.get_current_context()
+    given = {k: v for k, v in opts.items() if ctx.get_parameter_source(k) not in (None, ParameterSource.DEFAULT)}
+    model = dataclasses.replace(saved.model, **{k: given.pop(k) for k in _MODEL_KEYS if k in given})
+    return dataclasses.replace(saved, model=model, **given)
+
+
 @click.command()
 @click.option("--run", "run_dir", type=click.Path(), required=True, help="Run folder.")
-@click.option("--batch", "batch_size", type=int, default=256, help="Encoder batch size.")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=256, help="Encoder batch size.")
 @click.option("--device", default="auto", help="cpu, cuda, mps or auto.")
 @click.option("--progress/--no-progress", default=True)
 def collect(run_dir: str, batch_size: int, device: str, progress: bool) -> None:
     """Offline code weights: encode the training set with the EMA encoder (paper §3.3)."""
+    from qac.safeio import check_writable
     from qac.train.run import collect_run, load_run
 
     run = load_run(run_dir, device=device)
+    check_writable(run_dir, option="--run")
     path = collect_run(run, batch_size=batch_size, progress=progress)
     stats = run.code_weights("offline").stats()
     click.echo(f"offline code weights: {int(stats['used'])} codes used of {int(stats['codebook'])}, "
@@ -112,7 +155,8 @@ def info(run_dir: str | None, arch: str | None, data: str | None, cond: str, lev
 
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", help="Report folder to create.")
-@click.option("--seed", type=int, default=0, help="Seed for both trainings and all samples.")
+@click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0,
+              help="Seed for both trainings and all samples.")
 @click.option("--steps", type=int, default=1500, help="Training steps per model.")
 @click.option("--nfe", default="3,5,8,20", type=POSITIVE_INTS, help="Comma-separated NFE values to compare.")
 @click.option("--num-eval", type=int, default=1000, help="Samples per (model, NFE) for the score.")
@@ -123,10 +167,12 @@ def info(run_dir: str | None, arch: str | None, data: str | None, cond: str, lev
 def demo(out: str, seed: int, steps: int, nfe: list[int], num_eval: int, ste: str, device: str, progress: bool) -> None:
     """Train a baseline and a QAC model on digits, compare them at several NFE, write a report."""
     from qac.demo import DemoConfig, run_demo
+    from qac.safeio import check_writable
 
     nfes = tuple(nfe)
     if steps < 1 or num_eval < 2:
         raise QACError("--steps must be >= 1 and --num-eval >= 2")
+    check_writable(out)
     res = run_demo(out, DemoConfig(seed=seed, steps=steps, nfe=nfes, num_eval=num_eval, ste=ste, device=device,
                                    progress=progress))
     click.echo(f"\n{'NFE':>4} {'baseline':>10} {'QAC':>10}   (proxy_pixel_fd, lower is better; "

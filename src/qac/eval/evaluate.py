@@ -84,6 +84,9 @@ def sample_batches(run: RunLike, seeds: Sequence[int], spec: SamplerSpec, *, bat
         chunk = list(seeds[lo:lo + batch_size])
         out = generate(run.model, chunk, code_weights=weights, solver=spec.solver, steps=spec.steps,
                        nfe=spec.nfe, batch_size=batch_size, afs=spec.afs, **spec.opts)
+        if not bool(torch.isfinite(out.samples).all()):
+            raise QACError(f"samples of {run.path} (step {getattr(run, 'step', '?')}) are NaN/Inf for seeds "
+                           f"{chunk[0]}-{chunk[-1]}: its weights are diverged or damaged")
         if on_batch is not None:
             on_batch(len(chunk), out.nfe)
         yield out.samples.clamp(-1, 1) if image else out.samples

@@ -9,6 +9,7 @@ reference statistics of the whole training set, NVIDIA detector, resize inside t
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -92,6 +93,9 @@ def fid_from_stats(stats: FeatureStats, ref: Reference, detector: Detector, *,
     check_reference(ref, detector)
     small = check_sample_size(stats.n, detector.metric)
     value = frechet_distance(stats.mean(), stats.cov(), ref.mu, ref.sigma)
+    if not math.isfinite(value):
+        raise QACError(f"the {detector.metric} value is {value}: the generated images gave non-finite features "
+                       "(diverged or damaged weights?)")
     ref_sha = ref.meta.get("detector_sha256", NVIDIA_SHA256)
     comparable = (detector.metric == "fid" and detector.sha256 == NVIDIA_SHA256 and detector.protocol == "edm"
                   and stats.n >= PUBLISHED_N and ref_sha == NVIDIA_SHA256)

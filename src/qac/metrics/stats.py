@@ -209,8 +209,11 @@ def load_reference(path: str | os.PathLike[str]) -> Reference:
             sigma = np.asarray(z["sigma"], dtype=np.float64)
             meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
             feats = np.asarray(z["features"], dtype=np.float32) if "features" in z.files else None
-    except (ValueError, KeyError, OSError) as exc:
-        raise QACError(f"{str(p)!r} is not a reference .npz with keys mu and sigma ({exc})") from exc
+    except Exception as exc:  # ValueError, KeyError, OSError, BadZipFile, EOFError: not a reference file
+        msg = " ".join(str(exc).split())[:160]
+        raise QACError(f"{str(p)!r} is not a reference .npz with keys mu and sigma ({msg})") from None
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise QACError(f"{str(p)!r}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise QACError(f"{str(p)!r}: mu or sigma holds NaN/Inf (a damaged reference file)")
     return Reference(mu, sigma, meta, feats)

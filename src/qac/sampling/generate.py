@@ -16,6 +16,7 @@ its code), never on the batch size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from torch import Tensor
 from qac.conditions import CodeWeights, index_to_codes
 from qac.errors import QACError
 from qac.model import QACModel
+from qac.safeio import check_memory
 from qac.sampling import get_solver, sample
 from qac.util import derive_seed, per_seed_randn, seed_generator, state_dtype
 
@@ -67,8 +69,11 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
     seeds = list(seeds)
     if not seeds:
         raise QACError("no seeds to sample")
+    if batch_size < 1:
+        raise QACError(f"batch size must be >= 1, got {batch_size}")
     stochastic = get_solver(solver).stochastic
     shape = _item_shape(model)
+    check_sampling_memory(len(seeds), batch_size, shape, device)
     if model.conditional:
         if indices is None:
             if code_weights is None:
@@ -101,6 +106,18 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
             progress(len(chunk))
     traj = torch.cat(trajs, dim=1) if trajs else None
     return Generated(torch.cat(outs), indices.clone(), used_nfe, traj)
+
+
+def check_sampling_memory(num: int, batch_size: int, shape: tuple[int, ...], device: torch.device) -> None:
+    """Refuse up front what cannot fit: the float32 results of all ``num`` samples (kept on the CPU) plus, on
+    the CPU, one batch of solver state (about a dozen float64 copies of the batch; a lower bound that ignores
+    the network's activations)."""
+    item = math.prod(shape)
+    need = 4.0 * num * item
+    if torch.device(device).type == "cpu":
+        need += 12 * 8.0 * min(batch_size, num) * item
+    check_memory(need, f"sampling {num:,} seeds in batches of {min(batch_size, num):,}",
+                 "lower --batch or sample fewer seeds per call")
 
 
 def _item_shape(model: QACModel) -> tuple[int, ...]:

@@ -74,6 +74,12 @@ def _check_opts(entry: SolverEntry, opts: dict[str, Any]) -> None:
     if bad:
         raise QACError(f"solver {entry.name!r} has no option {bad[0]!r} "
                        f"(options: {', '.join(allowed) or 'none'})")
+    for key, value in opts.items():
+        default = params[key].default
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if numeric and (isinstance(value, (str, bool)) or not isinstance(value, (int, float))):
+            raise QACError(f"solver option {key}={value!r} of {entry.name!r} must be a number "
+                           f"(default {default})")
 
 
 def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int | None = None,

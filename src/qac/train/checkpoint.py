@@ -171,6 +171,16 @@ def _read_snapshot(path: Path) -> Snapshot:
     return Snapshot(model=model, ema=ema, code_weights=codes, meta=meta, path=path)
 
 
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: Path, run_dir: Path) -> None:
+    """``load_state_dict`` with a one-line QACError when the weights belong to another architecture."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
+        raise QACError(f"weights in {path}.safetensors do not fit the model described by {run_dir / 'config.json'} "
+                       f"({first[:200]})") from None
+
+
 def save_offline_codes(run_dir: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     """Store the offline code histogram next to the online weights (``codes_offline.safetensors``)."""
     path = Path(run_dir) / "codes_offline.safetensors"

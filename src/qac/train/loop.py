@@ -27,13 +27,14 @@ from qac.diffusion import denoising_loss
 from qac.errors import QACError
 from qac.model import NonFiniteError, QACModel, build_model
 from qac.sampling.generate import generate
-from qac.train.checkpoint import CKPT, load_snapshot, save_checkpoint
+from qac.train.checkpoint import CKPT, load_snapshot, load_weights, save_checkpoint
 from qac.train.config import TrainConfig, load_config
 from qac.train.distributed import DistInfo, all_reduce_sum, init_distributed
 from qac.train.ema import ema_beta, update_ema
 from qac.train.guard import LossGuard, TrainingDiverged, check_batch_memory, probe_loss
 from qac.train.lock import LOCK_NAME, RunLock
 from qac.train.resume import resume_config
+from qac.train.run import code_weights_of
 from qac.train.signals import GracefulStop
 from qac.util import atomic_write_json, derive_seed, resolve_device
 
@@ -126,13 +127,14 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, data: 
     codes = CodeWeights(cfg.model.levels, cfg.model.code_dim, device=device) if model.conditional else None
     step = 0
     if snap is not None:
-        model.load_state_dict(snap.model)
-        ema.load_state_dict(snap.ema)
+        load_weights(model, snap.model, snap.path / "model", run_dir)
+        load_weights(ema, snap.ema, snap.path / "ema", run_dir)
         state = snap.resume_state()
-        opt.load_state_dict(state["optimizer"])
+        _load_optimizer(opt, state, snap.path / "resume.pt")
         step = int(state["step"])
         if codes is not None:
-            codes.load_state_dict(snap.code_weights)
+            codes.load_state_dict(code_weights_of(snap.code_weights, cfg, snap.path / "codes.safetensors",
+                                                  device).state_dict())
     loss_module: nn.Module = _LossModule(model)
     if info.enabled:
         loss_module = nn.parallel.DistributedDataParallel(
@@ -204,6 +206,14 @@ def _prepare_run(cfg: TrainConfig, run_dir: Path, resume: bool, overrides: tuple
     saved = load_config(run_dir / "config.json")
     snap = load_snapshot(run_dir)
     return resume_config(saved, cfg, int(snap.meta["step"]), run_dir, overrides), snap
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any], path: Path) -> None:
+    try:
+        opt.load_state_dict(state["optimizer"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise QACError(f"optimizer state in {path} does not fit the model ({' '.join(str(exc).split())[:160]})") \
+            from None
 
 
 def _check_fresh_folder(run_dir: Path) -> None:

@@ -15,6 +15,7 @@ from qac.model import QACModel, build_model
 from qac.train.checkpoint import (
     load_offline_codes,
     load_snapshot,
+    load_weights,
     save_offline_codes,
 )
 from qac.train.config import TrainConfig, load_config
@@ -70,16 +71,6 @@ def load_run(run_dir: str | Path, *, device: str | torch.device | None = "auto",
         codes = code_weights_of(snap.code_weights, cfg, snap.path / "codes.safetensors",
                                 next(model.parameters()).device)
     return LoadedRun(run_dir, cfg, model, int(snap.meta["step"]), codes)
-
-
-def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, run_dir: Path) -> None:
-    """``load_state_dict`` with a one-line QACError when the weights belong to another architecture."""
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
-        raise QACError(f"weights in {path}.safetensors do not fit the model described by {run_dir / 'config.json'} "
-                       f"({first[:200]})") from None
 
 
 def code_weights_of(state: dict[str, torch.Tensor] | None, cfg: TrainConfig, path: Path,
