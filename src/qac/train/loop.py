@@ -223,8 +223,7 @@ def _check_fresh_folder(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise QACError(f"--out {run_dir} is a file, not a folder")
     entries = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_NAME)
-    run_files = {"config.json", CKPT, f"{CKPT}.old", f"{CKPT}.tmp"}
-    if run_files & set(entries):
+    if {CKPT, f"{CKPT}.old"} & set(entries):
         raise QACError(f"{run_dir} already holds a run; pass --resume to continue it or pick a new --out")
     if entries:
         raise QACError(f"{run_dir} is not empty (holds {entries[0]!r}{' and more' if len(entries) > 1 else ''}); "
