@@ -33,8 +33,9 @@ def _run(*args: Any):
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("base") / "toy"
-    res = _run("train", "--data", "toy:8gaussians:500", "--out", out, "--arch", "mlp", "--code-dim", "3", "--steps", "4",
-               "--batch", "16", "--snapshot-every", "2", "--grid-every", "1000", "--device", "cpu", "--no-progress")
+    res = _run("train", "--data", "toy:8gaussians:500", "--out", out, "--arch", "mlp", "--code-dim", "3",
+               "--steps", "4", "--batch", "16", "--snapshot-every", "2", "--grid-every", "1000", "--device", "cpu",
+               "--no-progress")
     assert res.exit_code == 0, res.output
     return out
 
@@ -306,3 +307,18 @@ def test_user_mistake_is_one_line_exit_2_and_changes_nothing(toy_run, digit_run,
     assert needle in errors[0], errors[0]
     assert _fingerprint(work) == before, "an existing file changed"
     assert not Path("/tmp/qac-pwned").exists()
+
+
+def test_resume_continues_the_saved_config_even_from_a_cut_swap(toy_run, tmp_path):
+    """The positive side: --resume needs only --out and --steps; a folder holding only checkpoint.old resumes."""
+    run = tmp_path / "run"
+    shutil.copytree(toy_run, run)
+    os.replace(run / "checkpoint", run / "checkpoint.old")
+    saved = json.loads((run / "config.json").read_text())
+    res = _run("train", "--out", run, "--resume", "--steps", "6", "--device", "cpu", "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "checkpoint" / "meta.json").read_text())["step"] == 6
+    now = json.loads((run / "config.json").read_text())
+    assert now == {**saved, "steps": 6, "device": "cpu"}
+    res = _run("train", "--out", run, "--resume", "--steps", "6", "--no-progress")
+    assert res.exit_code == 0 and "nothing to train" in res.output

@@ -65,3 +65,38 @@ def test_resume_file_refuses_executable_pickles(tmp_path):
     torch.save({"step": 1, "x": Evil()}, tmp_path / "checkpoint" / "resume.pt")
     with pytest.raises(QACError, match="resume.pt holds objects other than plain tensors"):
         load_snapshot(tmp_path).resume_state()
+
+
+def test_a_read_that_races_a_swap_never_mixes_snapshots(tmp_path, monkeypatch):
+    """A writer swaps in snapshot 2 right after the reader has read snapshot 1's model file: the reader must
+    notice the two snapshot ids and read again, returning snapshot 2 whole (never model 1 with meta 2)."""
+    _save(tmp_path, 1.0, 1)
+    real = ckpt.read_safetensors
+    calls = []
+
+    def racing(path, what="weights"):
+        out = real(path, what)
+        calls.append(path.name)
+        if len(calls) == 1:  # the writer strikes between the reader's first and second file
+            _save(tmp_path, 2.0, 2)
+        return out
+
+    monkeypatch.setattr(ckpt, "read_safetensors", racing)
+    snap = load_snapshot(tmp_path)
+    assert snap.meta["step"] == 2 and torch.equal(snap.model["weight"], torch.full((2, 2), 2.0))
+    assert snap.resume_state()["step"] == 2 and len(calls) > 3  # it did read twice
+
+
+def test_resume_state_of_another_snapshot_is_refused(tmp_path):
+    _save(tmp_path, 1.0, 1)
+    snap = load_snapshot(tmp_path)
+    _save(tmp_path, 2.0, 2)  # resume.pt now belongs to snapshot 2, snap.meta to snapshot 1
+    with pytest.raises(QACError, match="belongs to another snapshot"):
+        snap.resume_state()
+
+
+def test_damaged_files_name_themselves(tmp_path):
+    _save(tmp_path, 1.0, 1)
+    (tmp_path / "checkpoint" / "codes.safetensors").write_bytes(b"junk")
+    with pytest.raises(QACError, match="codes.safetensors is damaged"):
+        load_snapshot(tmp_path)
