@@ -156,11 +156,12 @@ def test_sigint_finishes_the_step_and_writes_a_checkpoint(tmp_path, monkeypatch)
         return out
 
     cfg = toy_config(steps=10, snapshot_every=100)
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under nohup
     monkeypatch.setattr(loop, "_train_step", step_then_interrupt)
     summary = train(cfg, tmp_path / "cut", progress=False)
-    assert summary.interrupted and summary.step == 5
+    assert summary.interrupted and summary.step == 5 and summary.signal == signal.SIGINT
     assert load_snapshot(tmp_path / "cut").meta["step"] == 5
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) == before  # handler restored
     monkeypatch.setattr(loop, "_train_step", real_step)
     train(cfg, tmp_path / "cut", resume=True, progress=False)
     train(cfg, tmp_path / "once", progress=False)

@@ -56,6 +56,10 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except QACError as exc:
             _one_line(str(exc))
+        except Exception as exc:
+            if type(exc).__name__ == "OutOfMemoryError":  # torch's, matched by name: no torch import here
+                _one_line(f"out of device memory ({str(exc).splitlines()[0][:120]}); lower --batch")
+            raise
 
     def main(self, *args, **kwargs):  # type: ignore[override]
         """Run the CLI; click's usage errors (bad option, missing value) become one ``error:`` line."""
