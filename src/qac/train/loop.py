@@ -199,7 +199,8 @@ def _snapshot(run_dir: Path, model: QACModel, ema: QACModel, codes: CodeWeights 
 def _prepare_run(cfg: TrainConfig, run_dir: Path, resume: bool, overrides: tuple[str, ...]) -> tuple[TrainConfig, Any]:
     """Validate; a new run needs an empty folder; on resume, check the changes against the saved config."""
     if not resume:
-        _check_fresh_folder(run_dir)
+        if int(os.environ.get("RANK", "0")) == 0:  # other ranks start while rank 0 may be writing config.json
+            _check_fresh_folder(run_dir)
         return cfg.validate(), None
     if not run_dir.is_dir():
         raise QACError(f"run folder {run_dir} does not exist (drop --resume to start a new run)")
