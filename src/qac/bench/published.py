@@ -10,11 +10,12 @@
     where the variable-step AB3 needs ``(1 - h_n/(3(h_n+h_{n-1}))) * h_n (h_n+h_{n-1}) /
     (h_{n-1}(h_{n-1}+h_{n-2})) / 2`` (the parenthesis closes too early); then
     ``c = ((2 + h_n/h_{n-1})/2 + t, -h_n/(2h_{n-1}) - (1 + h_{n-1}/h_{n-2}) t, t h_{n-1}/h_{n-2})``;
-  * order 4: the same ``t1 = t`` plus a ``t2`` term whose coefficients (:func:`ipndm_v_published_coeffs`) do
-    not sum to the step on non-uniform grids.
+  * order 4: the same ``t1 = t`` plus a third-difference term ``t2`` (:func:`ipndm_v_published_coeffs`)
+    whose weights do not sum to the step on non-uniform grids (the method is inconsistent there), and which
+    is not AB4 even on a uniform grid (``t2 = 11/24`` where AB4 needs ``3/8``: first weight 57/24, not 55/24).
 
-  Both reduce to iPNDM's fixed weights on a uniform grid, so the defect shows only on EDM-type grids; at
-  high NFE the form stops converging at order 4 (docs/solvers.md).
+  Order 3 reduces to iPNDM's AB3 on a uniform grid. On the EDM grid the form stops converging at high NFE
+  (measured order ~1.8 over NFE 64-512, docs/solvers.md).
 - DPM-Solver++(3M) as published is ``qac.sampling.dpmpp_3m(..., d2_weight="phi3", top_order_h=None)``.
 
 The other solvers (euler, heun, dpm2, ipndm, dpmpp_2m, unipc, deis) are the published forms themselves.
