@@ -30,7 +30,7 @@ def test_interp_weights_integrate_polynomials_in_their_variable(interp, q):
         w = interp_weights(nodes, GRID[i], GRID[i + 1], interp)
         poly = rng.normal(size=q)
         got = sum(wj * np.polyval(poly, v(t)) for wj, t in zip(w, nodes))
-        exact = quad(lambda s: np.polyval(poly, v(s)), GRID[i], GRID[i + 1], epsabs=1e-14, epsrel=1e-13,
+        exact = quad(lambda s, p=poly: np.polyval(p, v(s)), GRID[i], GRID[i + 1], epsabs=1e-14, epsrel=1e-13,
                      limit=200)[0]
         assert math.isclose(got, exact, rel_tol=1e-10, abs_tol=1e-12), (i, got, exact)
 
