@@ -4,6 +4,7 @@ The denoiser is the real thing at small size: the ``tiny`` U-Net preset (3x32x32
 and a bound QAC code (:func:`qac.sampling.generate.make_denoise`), batch 64, float32 network, float64 solver state.
 ``--net conv`` swaps in a 3-layer conv net whose calls are ~100x cheaper, which exposes the solvers' own
 arithmetic. Run: ``PYTHONPATH=src python benchmarks/sampler_overhead.py [--net unet|conv] [--threads 1]``.
+Results (before/after the per-grid coefficient plans): docs/solvers.md, "Sampler overhead".
 """
 
 from __future__ import annotations

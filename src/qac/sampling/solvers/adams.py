@@ -1,25 +1,32 @@
-"""Adams–Bashforth families on the slope ``d = (x - D)/sigma``: iPNDM, iPNDM-v (exact) and DEIS-tAB.
+"""Adams–Bashforth families on the slope ``d = (x - D)/sigma``: iPNDM, iPNDM-v and DEIS-tAB.
 
 All three are ``x_{i+1} = x_i + sum_j C_{i,j} d_{i-j}`` with ``q = min(max_order, i + 1)`` (warm start).
 They differ only in the coefficients ``C_{i,j}`` (reference notes ``edm_diffsampler.md`` §2.3):
 
 - ``ipndm``: the fixed uniform-step AB coefficients times ``h_i = sigma_{i+1} - sigma_i``
   (1; 3/2, -1/2; 23/12, -16/12, 5/12; 55/24, -59/24, 37/24, -9/24), as in diff-sampler.
-- ``ipndm_v``: variable-step AB, ``C_{i,j} = int_{sigma_i}^{sigma_{i+1}} l_j(sigma) dsigma`` with ``l_j`` the
-  Lagrange basis over ``sigma_i, ..., sigma_{i-q+1}``, integrated exactly (polynomial antiderivative).
-  diff-sampler's order-3/4 formulas are *not* these integrals; ours reduce to ``ipndm`` on uniform grids.
+- ``ipndm_v``: variable-step AB. The past slopes are interpolated by a Lagrange polynomial in a variable
+  ``v(sigma)`` and the interpolant is integrated exactly in sigma over the step:
+  ``C_{i,j} = int_{sigma_i}^{sigma_{i+1}} l_j(v(sigma)) dsigma`` with ``l_j`` the Lagrange basis over
+  ``v(sigma_i), ..., v(sigma_{i-q+1})``. ``interp`` picks ``v``: ``sigma`` (``v = sigma``, k-diffusion's
+  ``sample_lms`` weights), ``rho`` (``v = sigma^(1/rho)``, the variable in which the EDM grid is uniform) or
+  ``log`` (``v = ln sigma``). ``top_order_h`` lowers the top order by one on steps whose log-sigma length
+  ``ln(sigma_i / sigma_{i+1})`` exceeds it (docs/solvers.md: why, and the measurements).
 - ``deis`` (tAB): the slope is extrapolated by a Lagrange polynomial in VP time ``tau`` and integrated against
   ``dsigma``: ``C_{i,j} = int_{sigma_i}^{sigma_{i+1}} l_j(tau(sigma)) dsigma``. ``tau(sigma)`` is the VP time
   of the time_uniform map with the reference's fixed ends (sigma_min, sigma_max) = (0.002, 80); the integrand
   is smooth in sigma, so a 64-point Gauss–Legendre rule gives the integral to float64 precision.
 
-Coefficients are computed once per call from the sigma grid (Python floats); the loop itself only does
-tensor axpys. History buffers are local to each call. NFE = steps - [afs].
+The whole coefficient table is computed once per call from the sigma grid (Python floats), before the first
+network call. The loop keeps ``e_k = x_k - D_k = sigma_k d_k`` (one subtraction) and folds ``1/sigma_k`` into
+the coefficients, so a step costs one subtraction and ``q`` fused axpys. NFE = steps - [afs].
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import torch
@@ -28,6 +35,9 @@ from torch import Tensor
 from qac.sampling.schedules import vp_betas
 from qac.sampling.solvers._common import Callback, Denoise, as_floats, first_denoised, report
 
+Interp = Literal["sigma", "rho", "log"]
+INTERPS: tuple[str, ...] = ("sigma", "rho", "log")
+
 AB_COEFFS: tuple[tuple[float, ...], ...] = (
     (1.0,),
     (3 / 2, -1 / 2),
@@ -35,6 +45,9 @@ AB_COEFFS: tuple[tuple[float, ...], ...] = (
     (55 / 24, -59 / 24, 37 / 24, -9 / 24),
 )
 """Uniform-step Adams–Bashforth weights of orders 1..4 (newest slope first)."""
+
+_GL32_NODES, _GL32_WEIGHTS = np.polynomial.legendre.leggauss(32)
+_LAGUERRE_NODES, _LAGUERRE_WEIGHTS = np.polynomial.laguerre.laggauss(8)
 
 
 def lagrange_integral_weights(nodes: list[float], a: float, b: float) -> list[float]:
@@ -58,13 +71,71 @@ def lagrange_integral_weights(nodes: list[float], a: float, b: float) -> list[fl
     return out
 
 
+def _basis_at(nodes: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Lagrange basis values ``l_j(at)`` over ``nodes``, [q, len(at)]."""
+    q = len(nodes)
+    out = np.ones((q, len(at)))
+    for j in range(q):
+        for k in range(q):
+            if k != j:
+                out[j] *= (at - nodes[k]) / (nodes[j] - nodes[k])
+    return out
+
+
+def _weighted_integrals(nodes: np.ndarray, a: float, b: float,
+                        jac: Callable[[np.ndarray], np.ndarray]) -> list[float]:
+    """``int_a^b l_j(v) jac(v) dv`` by 32-point Gauss–Legendre, in the scaled variable ``(v - a)/(b - a)``.
+
+    Exact for ``l_j * jac`` polynomial of degree <= 63 (e.g. ``interp="rho"`` with integer rho) and at float64
+    precision for the smooth Jacobians used here.
+    """
+    h = b - a
+    u = 0.5 * (_GL32_NODES + 1.0)
+    w = 0.5 * _GL32_WEIGHTS * h * jac(a + h * u)
+    return [float(v) for v in _basis_at((nodes - a) / h, u) @ w]
+
+
+def interp_weights(nodes: list[float], a: float, b: float, interp: Interp = "sigma",
+                   interp_rho: float = 7.0) -> list[float]:
+    """``int_a^b l_j(v(sigma)) dsigma``: the weights of a Lagrange interpolant in ``v`` integrated in sigma.
+
+    ``nodes`` are sigmas (newest first), ``a > b >= 0`` the step. ``interp``: ``sigma`` (closed form),
+    ``rho`` (``v = sigma^(1/interp_rho)``, ``dsigma = rho v^(rho-1) dv``) or ``log`` (``v = ln sigma``,
+    ``dsigma = sigma dv``; a step to sigma = 0 uses Gauss–Laguerre, exact for the polynomial part).
+
+    >>> [round(w, 12) for w in interp_weights([2.0, 4.0], 2.0, 1.0, "log")]  # linear in ln sigma
+    [-1.442695040889, 0.442695040889]
+    """
+    if interp == "sigma":
+        return lagrange_integral_weights(nodes, a, b)
+    if interp == "rho":
+        p = float(interp_rho)
+        v = np.asarray(nodes, dtype=np.float64) ** (1.0 / p)
+        return _weighted_integrals(v, a ** (1.0 / p), b ** (1.0 / p), lambda t: p * t ** (p - 1.0))
+    if interp == "log":
+        la = math.log(a)
+        v = np.log(np.asarray(nodes, dtype=np.float64)) - la  # relative to ln a: sigma = a e^v
+        if b == 0:  # int_0^a l_j(ln sigma) dsigma = a int_0^inf l_j(-t) e^-t dt
+            vals = _basis_at(v, -_LAGUERRE_NODES) @ _LAGUERRE_WEIGHTS
+            return [float(-a * w) for w in vals]
+        return _weighted_integrals(v, 0.0, math.log(b) - la, lambda t: a * np.exp(t))
+    raise ValueError(f"interp must be one of {', '.join(INTERPS)}, got {interp!r}")
+
+
+def step_order(s: list[float], i: int, max_order: int, top_order_h: float | None) -> int:
+    """Order of step ``i``: ``min(max_order, i + 1)``, one less at the top order while ``ln(s_i/s_{i+1})``
+    exceeds ``top_order_h`` (``None``: never)."""
+    q = min(max_order, i + 1)
+    if top_order_h is not None and q == max_order > 1:
+        h = math.log(s[i] / s[i + 1]) if s[i + 1] > 0 else math.inf
+        if h > top_order_h:
+            q -= 1
+    return q
+
+
 def _coeffs_ipndm(s: list[float], i: int, q: int) -> list[float]:
     h = s[i + 1] - s[i]
     return [h * c for c in AB_COEFFS[q - 1]]
-
-
-def _coeffs_ipndm_v(s: list[float], i: int, q: int) -> list[float]:
-    return lagrange_integral_weights([s[i - j] for j in range(q)], s[i], s[i + 1])
 
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(64)
@@ -92,34 +163,81 @@ def _coeffs_deis(s: list[float], i: int, q: int) -> list[float]:
     return out
 
 
-def _adams(denoise: Denoise, x: Tensor, sigmas: Tensor, callback: Callback | None, afs: bool,
-           max_order: int, coeffs: Callable[[list[float], int, int], list[float]]) -> Tensor:
+def _check_order(max_order: int) -> None:
     if not 1 <= max_order <= 4:
         raise ValueError(f"max_order must be in 1..4, got {max_order}")
+
+
+def adams_solve(denoise: Denoise, x: Tensor, sigmas: Tensor, table: list[list[float]],
+                callback: Callback | None = None, afs: bool = False) -> Tensor:
+    """Run ``x_{i+1} = x_i + sum_j table[i][j] d_{i-j}`` (newest slope first) with ``d = (x - D)/sigma``.
+
+    ``table`` has one row per step (``len(sigmas) - 1``); row ``i`` may use at most ``i + 1`` slopes.
+    """
     s = as_floats(sigmas)
-    table = [coeffs(s, i, min(max_order, i + 1)) for i in range(len(s) - 1)]
-    slopes: list[Tensor] = []  # newest first, at most max_order
-    for i, c in enumerate(table):
+    if len(table) != len(s) - 1 or any(not 1 <= len(c) <= i + 1 for i, c in enumerate(table)):
+        raise ValueError("coefficient table does not fit the sigma grid")
+    keep = max((len(c) for c in table), default=1)
+    scaled = [[cj / s[i - j] for j, cj in enumerate(c)] for i, c in enumerate(table)]  # acts on e = x - D
+    hist: list[Tensor] = []  # e_i, e_{i-1}, ... newest first
+    for i, c in enumerate(scaled):
         denoised = first_denoised(denoise, x, sigmas[i], s[i], afs and i == 0)
         report(callback, i, s[i], s[i + 1], x, denoised)
-        slopes = [(x - denoised) / s[i]] + slopes[: max_order - 1]
-        x_new = x
-        for cj, dj in zip(c, slopes):
-            x_new = torch.add(x_new, dj, alpha=cj)  # one fused op per term
+        hist = [x - denoised] + hist[: keep - 1]
+        x_new = torch.add(x, hist[0], alpha=c[0])  # a fresh tensor: the in-place axpys below touch no input
+        for cj, ej in zip(c[1:], hist[1:]):
+            x_new.add_(ej, alpha=cj)
         x = x_new
     return x
+
+
+def ipndm_table(s: list[float], max_order: int = 4) -> list[list[float]]:
+    """iPNDM's coefficient table on the grid ``s``."""
+    _check_order(max_order)
+    return [_coeffs_ipndm(s, i, min(max_order, i + 1)) for i in range(len(s) - 1)]
+
+
+def ipndm_v_table(s: list[float], max_order: int = 4, interp: Interp = "rho", interp_rho: float = 7.0,
+                  top_order_h: float | None = 0.85) -> list[list[float]]:
+    """iPNDM-v's coefficient table on the grid ``s`` (see :func:`ipndm_v` for the options)."""
+    _check_order(max_order)
+    if interp not in INTERPS:
+        raise ValueError(f"interp must be one of {', '.join(INTERPS)}, got {interp!r}")
+    if not (math.isfinite(interp_rho) and interp_rho > 0):
+        raise ValueError(f"interp_rho must be > 0, got {interp_rho}")
+    if top_order_h is not None and not top_order_h > 0:
+        raise ValueError(f"top_order_h must be > 0 or None, got {top_order_h}")
+    out = []
+    for i in range(len(s) - 1):
+        q = step_order(s, i, max_order, top_order_h)
+        out.append(interp_weights([s[i - j] for j in range(q)], s[i], s[i + 1], interp, interp_rho))
+    return out
+
+
+def deis_table(s: list[float], max_order: int = 4) -> list[list[float]]:
+    """DEIS-tAB's coefficient table on the grid ``s``."""
+    _check_order(max_order)
+    return [_coeffs_deis(s, i, min(max_order, i + 1)) for i in range(len(s) - 1)]
 
 
 def ipndm(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
           afs: bool = False, max_order: int = 4) -> Tensor:
     """iPNDM: fixed-coefficient Adams–Bashforth (order <= 4) on ``d`` in sigma (DEIS's improved PNDM)."""
-    return _adams(denoise, x, sigmas, callback, afs, max_order, _coeffs_ipndm)
+    return adams_solve(denoise, x, sigmas, ipndm_table(as_floats(sigmas), max_order), callback, afs)
 
 
 def ipndm_v(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
-            afs: bool = False, max_order: int = 4) -> Tensor:
-    """iPNDM-v: variable-step Adams–Bashforth in sigma with exactly integrated Lagrange weights."""
-    return _adams(denoise, x, sigmas, callback, afs, max_order, _coeffs_ipndm_v)
+            afs: bool = False, max_order: int = 4, interp: Interp = "rho", interp_rho: float = 7.0,
+            top_order_h: float | None = 0.85) -> Tensor:
+    """iPNDM-v: variable-step Adams–Bashforth, slopes interpolated in ``interp``, integrated exactly in sigma.
+
+    Defaults (measured on the GMM bench, docs/solvers.md): ``interp="rho"`` with ``interp_rho=7`` (the EDM
+    grid's own uniform variable) and ``top_order_h=0.85`` (order 3 instead of 4 on steps longer than 0.85 in
+    ln sigma, i.e. while the steps are coarse). ``interp="sigma", top_order_h=None`` is the exact
+    sigma-polynomial form (k-diffusion's ``sample_lms``). ``max_order`` <= 4.
+    """
+    table = ipndm_v_table(as_floats(sigmas), max_order, interp, interp_rho, top_order_h)
+    return adams_solve(denoise, x, sigmas, table, callback, afs)
 
 
 def deis(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
@@ -128,11 +246,17 @@ def deis(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | No
 
     ``max_order=4`` is the tables' "DEIS-tAB3" (current slope plus three history slopes).
     """
-    return _adams(denoise, x, sigmas, callback, afs, max_order, _coeffs_deis)
+    return adams_solve(denoise, x, sigmas, deis_table(as_floats(sigmas), max_order), callback, afs)
 
 
-def adams_coefficients(kind: str, sigmas: list[float], max_order: int = 4) -> list[list[float]]:
-    """The per-step coefficient table ``C_{i,j}`` of ``kind`` in {ipndm, ipndm_v, deis} (for tests/docs)."""
-    fn = {"ipndm": _coeffs_ipndm, "ipndm_v": _coeffs_ipndm_v, "deis": _coeffs_deis}[kind]
-    return [fn(sigmas, i, min(max_order, i + 1)) for i in range(len(sigmas) - 1)]
+def adams_coefficients(kind: str, sigmas: list[float], max_order: int = 4, **opts: object) -> list[list[float]]:
+    """The per-step coefficient table ``C_{i,j}`` of ``kind`` in {ipndm, ipndm_v, deis} (for tests/docs).
 
+    ``opts`` are ipndm_v's options (``interp``, ``interp_rho``, ``top_order_h``); without them ipndm_v gives
+    the exact sigma-polynomial weights at the plain warm-start orders.
+    """
+    if kind == "ipndm_v":
+        opts = {"interp": "sigma", "top_order_h": None, **opts}
+        return ipndm_v_table(list(sigmas), max_order, **opts)  # type: ignore[arg-type]
+    fn = {"ipndm": ipndm_table, "deis": deis_table}[kind]
+    return fn(list(sigmas), max_order)

@@ -5,17 +5,26 @@ With ``h = lambda_{i+1} - lambda_i`` and history ``m_k = D(x_k; sigma_k)`` the f
 ``x_{i+1} = (sigma_{i+1}/sigma_i) x_i - expm1(-h) m_i``. Higher orders add divided differences of the
 history. ``lower_order_final`` (default on) lowers the order near the end so that the last step is
 first order. A step to sigma = 0 returns the data prediction itself (the h -> inf limit).
-Histories are local to each call. NFE = steps - [afs] for both.
+
+Every update is linear in ``x_i`` and the history, ``x_{i+1} = a_i x_i + sum_j b_{i,j} m_{i-j}``, so the
+coefficients of the whole grid are computed once, before the first network call (UniPC's small linear
+solves included); a step is then one ``lerp`` plus one fused axpy per history term. Histories are local to
+each call. NFE = steps - [afs] for all three.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from qac.sampling.solvers._common import Callback, Denoise, as_floats, call, first_denoised, report, threshold
+
+D2Weight = Literal["exact", "phi3"]
 
 
 def _order(i: int, steps: int, max_order: int, lower_order_final: bool) -> int:
@@ -23,36 +32,77 @@ def _order(i: int, steps: int, max_order: int, lower_order_final: bool) -> int:
     return min(q, steps - i) if lower_order_final else q
 
 
-def _dpmpp(denoise: Denoise, x: Tensor, sigmas: Tensor, callback: Callback | None, afs: bool,
-           max_order: int, lower_order_final: bool, thresholding: float | None) -> Tensor:
-    s = as_floats(sigmas)
+def _lams(s: list[float]) -> list[float]:
+    return [-math.log(v) if v > 0 else math.inf for v in s]
+
+
+@dataclass(frozen=True)
+class LinearStep:
+    """``x_{i+1} = lerp(m_i, x_i, a) + sum_j b[j] m_{i-j}`` (so the total weight on ``m_i`` is ``1 - a + b[0]``).
+
+    ``a = sigma_{i+1}/sigma_i``; ``to_zero`` marks a step to sigma = 0 (``x_{i+1} = m_i``).
+    """
+
+    a: float
+    b: tuple[float, ...]
+    to_zero: bool = False
+
+
+def _apply(step: LinearStep, x: Tensor, hist: list[Tensor]) -> Tensor:
+    out = torch.lerp(hist[0], x, step.a)  # a x + (1 - a) m_i; a fresh tensor, so the axpys below are safe
+    for bj, mj in zip(step.b, hist):
+        if bj != 0.0:
+            out.add_(mj, alpha=bj)
+    return out
+
+
+def dpmpp_plan(s: list[float], max_order: int, lower_order_final: bool = True, d2_weight: D2Weight = "exact",
+               top_order_h: float | None = None) -> list[LinearStep]:
+    """Per-step coefficients of DPM-Solver++(2M/3M) on the grid ``s`` (see :func:`dpmpp_3m`)."""
+    if d2_weight not in ("exact", "phi3"):
+        raise ValueError(f"d2_weight must be 'exact' or 'phi3', got {d2_weight!r}")
+    if top_order_h is not None and not top_order_h > 0:
+        raise ValueError(f"top_order_h must be > 0 or None, got {top_order_h}")
     steps = len(s) - 1
-    lam = [-math.log(v) if v > 0 else math.inf for v in s]
-    hist: list[Tensor] = []  # m_i, m_{i-1}, m_{i-2}
+    lam = _lams(s)
+    plan = []
     for i in range(steps):
-        m = first_denoised(denoise, x, sigmas[i], s[i], afs and i == 0)
-        m = threshold(m, thresholding)
-        report(callback, i, s[i], s[i + 1], x, m)
-        hist = [m] + hist[:2]
         if s[i + 1] == 0:
-            x = m
+            plan.append(LinearStep(0.0, (), True))
             continue
-        q = min(_order(i, steps, max_order, lower_order_final), len(hist))
         h = lam[i + 1] - lam[i]
+        q = min(_order(i, steps, max_order, lower_order_final), i + 1)
+        if top_order_h is not None and q == max_order > 1 and h > top_order_h:
+            q -= 1
         phi1 = math.expm1(-h)
-        x_new = torch.lerp(m, x, s[i + 1] / s[i])  # = (s'/s) x - phi1 m, since -phi1 = 1 - s'/s
-        if q == 2:
+        if q == 1:
+            b = np.zeros(1)
+        elif q == 2:
             r0 = (lam[i] - lam[i - 1]) / h
-            x_new = torch.add(x_new, m - hist[1], alpha=-0.5 * phi1 / r0)
-        elif q == 3:
+            b = -0.5 * phi1 / r0 * np.array([1.0, -1.0])  # - phi1/2 * (m_i - m_{i-1}) / r0
+        else:
             r0, r1 = (lam[i] - lam[i - 1]) / h, (lam[i - 1] - lam[i - 2]) / h
-            d1_0, d1_1 = (m - hist[1]) / r0, (hist[1] - hist[2]) / r1
+            d1_0 = np.array([1.0, -1.0, 0.0]) / r0  # (m_i - m_{i-1}) / r0
+            d1_1 = np.array([0.0, 1.0, -1.0]) / r1  # (m_{i-1} - m_{i-2}) / r1
             d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
             d2 = (d1_0 - d1_1) / (r0 + r1)  # ~ h^2 m'' / 2
             phi2 = phi1 / h + 1.0
             phi3 = phi2 / h - 0.5
-            x_new = x_new + phi2 * d1 - (2.0 * phi3) * d2
-        x = x_new
+            w = 2.0 if d2_weight == "exact" else 1.0
+            b = phi2 * d1 - (w * phi3) * d2
+        plan.append(LinearStep(s[i + 1] / s[i], tuple(float(v) for v in b)))
+    return plan
+
+
+def _dpmpp(denoise: Denoise, x: Tensor, sigmas: Tensor, callback: Callback | None, afs: bool,
+           plan: list[LinearStep], thresholding: float | None) -> Tensor:
+    s = as_floats(sigmas)
+    hist: list[Tensor] = []  # m_i, m_{i-1}, m_{i-2}
+    for i, step in enumerate(plan):
+        m = threshold(first_denoised(denoise, x, sigmas[i], s[i], afs and i == 0), thresholding)
+        report(callback, i, s[i], s[i + 1], x, m)
+        hist = [m] + hist[:2]
+        x = m if step.to_zero else _apply(step, x, hist)
     return x
 
 
@@ -63,21 +113,28 @@ def dpmpp_2m(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback 
     ``phi1 = expm1(-h)``, ``r0 = (lambda_i - lambda_{i-1}) / h``. ``thresholding`` is the dynamic-threshold
     quantile (e.g. 0.995 for pixel images), off by default. NFE = steps - [afs].
     """
-    return _dpmpp(denoise, x, sigmas, callback, afs, 2, lower_order_final, thresholding)
+    plan = dpmpp_plan(as_floats(sigmas), 2, lower_order_final)
+    return _dpmpp(denoise, x, sigmas, callback, afs, plan, thresholding)
 
 
 def dpmpp_3m(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
-             afs: bool = False, lower_order_final: bool = True, thresholding: float | None = None) -> Tensor:
-    """DPM-Solver++(3M): ``x_{i+1} = (s_{i+1}/s_i) x_i - phi1 m_i + phi2 D1 - 2 phi3 D2``.
+             afs: bool = False, lower_order_final: bool = True, thresholding: float | None = None,
+             d2_weight: D2Weight = "exact", top_order_h: float | None = 0.35) -> Tensor:
+    """DPM-Solver++(3M): ``x_{i+1} = (s_{i+1}/s_i) x_i - phi1 m_i + phi2 D1 - w phi3 D2``.
 
     ``D1 ~ h m'`` and ``D2 = (D1_0 - D1_1)/(r0 + r1) ~ h^2 m''/2`` are the divided differences of the
     reference notes; ``phi2 = phi1/h + 1``, ``phi3 = phi2/h - 1/2``. The exact integral of the quadratic
-    interpolant, ``int_0^h e^(u-h) u^2/2 du = -h^2 phi3``, needs the factor 2 on ``phi3 D2``: the widely
-    copied form ``- phi3 D2`` (DPM-Solver code, diff-sampler) integrates only linear data predictions
-    exactly and
-    is second order in practice. NFE = steps - [afs].
+    interpolant, ``int_0^h e^(u-h) u^2/2 du = -h^2 phi3``, needs ``w = 2`` (``d2_weight="exact"``); the
+    published form (DPM-Solver code, diff-sampler) has ``w = 1`` (``d2_weight="phi3"``), which integrates only
+    linear data predictions exactly and is second order.
+
+    ``top_order_h`` (default 0.35): the third-order step is taken only when ``h <= top_order_h``; longer steps
+    are the 2M step. Below sigma ~ 1 the data prediction saturates and a quadratic extrapolation over long
+    log-sigma steps overshoots (docs/solvers.md has the measurements); ``top_order_h=None`` always uses order
+    3. The published solver is ``d2_weight="phi3", top_order_h=None``. NFE = steps - [afs].
     """
-    return _dpmpp(denoise, x, sigmas, callback, afs, 3, lower_order_final, thresholding)
+    plan = dpmpp_plan(as_floats(sigmas), 3, lower_order_final, d2_weight, top_order_h)
+    return _dpmpp(denoise, x, sigmas, callback, afs, plan, thresholding)
 
 
 def _unipc_rhos(rks: list[float], h: float, q: int) -> tuple[list[float], list[float], float]:
@@ -96,16 +153,55 @@ def _unipc_rhos(rks: list[float], h: float, q: int) -> tuple[list[float], list[f
         b.append(g * fact / b_h)
         fact *= p + 1
         g = g / hh - 1.0 / fact
-    rk = torch.tensor(rks, dtype=torch.float64)
-    r_mat = torch.stack([rk ** (p - 1) for p in range(1, q + 1)])
-    b_vec = torch.tensor(b, dtype=torch.float64)
+    rk = np.asarray(rks, dtype=np.float64)
+    r_mat = np.stack([rk ** (p - 1) for p in range(1, q + 1)])
+    b_vec = np.asarray(b, dtype=np.float64)
     if q == 1:
-        rho_p: list[float] = []
-        rho_c = [0.5]
-    else:
-        rho_p = [0.5] if q == 2 else torch.linalg.solve(r_mat[:-1, :-1], b_vec[:-1]).tolist()
-        rho_c = torch.linalg.solve(r_mat, b_vec).tolist()
-    return rho_p, rho_c, b_h
+        return [], [0.5], b_h
+    rho_p = [0.5] if q == 2 else np.linalg.solve(r_mat[:-1, :-1], b_vec[:-1]).tolist()
+    return rho_p, np.linalg.solve(r_mat, b_vec).tolist(), b_h
+
+
+@dataclass(frozen=True)
+class UniPCStep:
+    """One UniPC step: ``predictor`` (a :class:`LinearStep` on the history) and the corrector's change
+    ``x_{i+1} = x~ + c_new m~ + sum_j c[j] m_{i-j}``; ``corrector`` is False on the last step."""
+
+    predictor: LinearStep
+    c_new: float
+    c: tuple[float, ...]
+    corrector: bool
+
+
+def unipc_plan(s: list[float], max_order: int = 3, lower_order_final: bool = True) -> list[UniPCStep]:
+    """Per-step UniPC-bh2 coefficients on the grid ``s`` (all linear solves done here, once)."""
+    steps = len(s) - 1
+    lam = _lams(s)
+    plan = []
+    for i in range(steps):
+        if s[i + 1] == 0:
+            plan.append(UniPCStep(LinearStep(0.0, (), True), 0.0, (), False))
+            continue
+        q = min(_order(i, steps, max_order, lower_order_final), i + 1)
+        h = lam[i + 1] - lam[i]
+        rks = [(lam[i - k] - lam[i]) / h for k in range(1, q)] + [1.0]
+        rho_p, rho_c, b_h = _unipc_rhos(rks, h, q)
+        # D1_k = (m_{i-k} - m_i) / r_k; predictor: - B sum rho^p_k D1_k
+        bp = np.zeros(q)
+        for k in range(1, q):
+            w = -b_h * (rho_p[k - 1] if k - 1 < len(rho_p) else 0.0) / rks[k - 1]
+            bp[k] += w
+            bp[0] -= w
+        bc = np.zeros(q)
+        for k in range(1, q):
+            w = -b_h * rho_c[k - 1] / rks[k - 1]
+            bc[k] += w
+            bc[0] -= w
+        c_new = -b_h * rho_c[-1]  # - B rho^c_last (m~ - m_i)
+        bc[0] -= c_new
+        pred = LinearStep(s[i + 1] / s[i], tuple(float(v) for v in bp))
+        plan.append(UniPCStep(pred, float(c_new), tuple(float(v) for v in bc - bp), i < steps - 1))
+    return plan
 
 
 def unipc(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
@@ -121,32 +217,22 @@ def unipc(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | N
     if not 1 <= max_order <= 3:
         raise ValueError(f"unipc supports max_order 1..3, got {max_order}")
     s = as_floats(sigmas)
-    steps = len(s) - 1
-    lam = [-math.log(v) if v > 0 else math.inf for v in s]
+    plan = unipc_plan(s, max_order, lower_order_final)
     m = threshold(first_denoised(denoise, x, sigmas[0], s[0], afs), thresholding)
     hist: list[Tensor] = [m]  # m_i, m_{i-1}, ...
-    for i in range(steps):
-        m = hist[0]
-        report(callback, i, s[i], s[i + 1], x, m)
-        if s[i + 1] == 0:
-            x = m
+    for i, step in enumerate(plan):
+        report(callback, i, s[i], s[i + 1], x, hist[0])
+        if step.predictor.to_zero:
+            x = hist[0]
             continue
-        q = min(_order(i, steps, max_order, lower_order_final), len(hist))
-        h = lam[i + 1] - lam[i]
-        rks = [(lam[i - k] - lam[i]) / h for k in range(1, q)] + [1.0]
-        d1s = [(hist[k] - m) / rks[k - 1] for k in range(1, q)]
-        rho_p, rho_c, b_h = _unipc_rhos(rks, h, q)
-        x_base = (s[i + 1] / s[i]) * x - math.expm1(-h) * m
-        x_pred = x_base
-        for rho, d1 in zip(rho_p, d1s):
-            x_pred = x_pred - (b_h * rho) * d1
-        if i == steps - 1:
+        x_pred = _apply(step.predictor, x, hist)
+        if not step.corrector:
             x = x_pred
             continue
         m_new = threshold(call(denoise, x_pred, sigmas[i + 1]), thresholding)
-        x_new = x_base - (b_h * rho_c[-1]) * (m_new - m)
-        for rho, d1 in zip(rho_c[:-1], d1s):
-            x_new = x_new - (b_h * rho) * d1
-        x = x_new
+        x = torch.add(x_pred, m_new, alpha=step.c_new)
+        for cj, mj in zip(step.c, hist):
+            if cj != 0.0:
+                x.add_(mj, alpha=cj)
         hist = [m_new] + hist[: max_order - 1]
     return x

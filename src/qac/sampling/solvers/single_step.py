@@ -52,13 +52,13 @@ def heun_step(denoise: Denoise, x: Tensor, denoised: Tensor, s_from: float, s_to
               sigma_to: Tensor) -> Tensor:
     """One EDM Heun step from ``s_from`` (where ``denoised = D(x)``) to ``s_to``: Euler predictor, then the
     trapezoidal corrector ``x + h (d + d') / 2`` unless ``s_to == 0`` (plain Euler there)."""
-    d = (x - denoised) / s_from
     h = s_to - s_from
-    x_pred = x + h * d
+    e = x - denoised  # = s_from * d; 1/sigma folded into the axpy weights (fewer passes over x)
+    x_pred = torch.add(x, e, alpha=h / s_from)
     if s_to == 0:
         return x_pred
-    d_next = (x_pred - call(denoise, x_pred, sigma_to)) / s_to
-    return x + (0.5 * h) * (d + d_next)
+    e_next = x_pred - call(denoise, x_pred, sigma_to)
+    return torch.add(x, e, alpha=0.5 * h / s_from).add_(e_next, alpha=0.5 * h / s_to)
 
 
 def dpm2(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
@@ -76,13 +76,16 @@ def dpm2(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | No
     for i in range(len(s) - 1):
         denoised = first_denoised(denoise, x, sigmas[i], s[i], afs and i == 0)
         report(callback, i, s[i], s[i + 1], x, denoised)
-        d = (x - denoised) / s[i]
+        e = x - denoised  # = sigma_i d_i
         h = s[i + 1] - s[i]
         if s[i + 1] == 0:
-            x = x + h * d
+            x = torch.add(x, e, alpha=h / s[i])
             continue
         s_mid = math.exp(r * math.log(s[i + 1]) + (1 - r) * math.log(s[i]))
-        x_mid = x + (s_mid - s[i]) * d
-        d_mid = (x_mid - call(denoise, x_mid, sigmas.new_tensor(s_mid))) / s_mid
-        x = x + h * (w_mid * d_mid + (1.0 - w_mid) * d)
+        x_mid = torch.add(x, e, alpha=(s_mid - s[i]) / s[i])
+        e_mid = x_mid - call(denoise, x_mid, sigmas.new_tensor(s_mid))
+        x_new = torch.add(x, e_mid, alpha=h * w_mid / s_mid)
+        if w_mid != 1.0:
+            x_new.add_(e, alpha=h * (1.0 - w_mid) / s[i])
+        x = x_new
     return x

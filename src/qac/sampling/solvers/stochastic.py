@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from qac.sampling.solvers._common import (
@@ -65,5 +66,6 @@ def euler_maruyama(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Cal
             x = denoised
             continue
         h = s[i + 1] - s[i]
-        x = x + (2.0 * h / s[i]) * (x - denoised) + math.sqrt(-2.0 * s[i] * h) * randn_like(x, generator)
+        noise = randn_like(x, generator)
+        x = torch.add(x, x - denoised, alpha=2.0 * h / s[i]).add_(noise, alpha=math.sqrt(-2.0 * s[i] * h))
     return x
