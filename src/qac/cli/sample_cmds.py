@@ -10,13 +10,16 @@ from qac.cli.params import SEEDS
 from qac.errors import QACError
 
 
-def parse_solver_opts(items: tuple[str, ...]) -> dict[str, float | int | str]:
-    """``("S_churn=40", "max_order=3")`` -> ``{"S_churn": 40.0, "max_order": 3}``."""
-    opts: dict[str, float | int | str] = {}
+def parse_solver_opts(items: tuple[str, ...]) -> dict[str, float | int | str | None]:
+    """``("S_churn=40", "top_order_h=none")`` -> ``{"S_churn": 40, "top_order_h": None}`` (``none`` switches off)."""
+    opts: dict[str, float | int | str | None] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise QACError(f"solver option {item!r} must look like NAME=VALUE")
+        if value.lower() == "none":
+            opts[key] = None
+            continue
         for cast in (int, float):
             try:
                 opts[key] = cast(value)

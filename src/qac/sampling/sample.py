@@ -77,6 +77,8 @@ def _check_opts(entry: SolverEntry, opts: dict[str, Any]) -> None:
     for key, value in opts.items():
         default = params[key].default
         numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if value is None and "None" in str(params[key].annotation):
+            continue  # an optional number switched off
         if numeric and (isinstance(value, (str, bool)) or not isinstance(value, (int, float))):
             raise QACError(f"solver option {key}={value!r} of {entry.name!r} must be a number "
                            f"(default {default})")
