@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qac.conditions.fsq import DEFAULT_STE, PAPER_STE, STE_MODES
 from qac.errors import QACError
 
 COND_MODES = ("none", "qac")
@@ -21,7 +22,9 @@ class ModelConfig:
     ``mlp`` for points; ``auto`` picks ``mlp`` for points and ``digits``/``tiny`` for small images.
     cond: ``none`` (baseline) or ``qac`` (encoder + FSQ code of ``code_dim`` channels with ``levels`` each,
     a codebook of levels**code_dim entries, at most 2**20 in the paper). ste: the straight-through gradient
-    of the quantizer, ``identity`` (paper) or ``sigmoid`` (see :func:`qac.conditions.fsq_quantize`).
+    of the quantizer, a name in :data:`qac.conditions.fsq.STE_MODES` (``identity`` is the paper's; see
+    :func:`qac.conditions.fsq_quantize`). A saved ``config.json`` without ``ste`` predates the option and
+    loads as ``identity``, the gradient it was trained with.
     """
 
     arch: str = "auto"
@@ -31,7 +34,7 @@ class ModelConfig:
     code_dim: int = 8
     dropout: float | None = None
     model_channels: int | None = None
-    ste: str = "identity"
+    ste: str = DEFAULT_STE
 
     @property
     def codebook_size(self) -> int:
@@ -77,7 +80,7 @@ class TrainConfig:
             (self.ema_halflife_img > 0, "EMA half-life must be > 0"),
             (m.cond in COND_MODES, f"cond must be one of {', '.join(COND_MODES)}, got {m.cond!r}"),
             (m.levels >= 2, "code levels L must be >= 2"),
-            (m.ste in ("identity", "sigmoid"), f"ste must be identity or sigmoid, got {m.ste!r}"),
+            (m.ste in STE_MODES, f"ste must be one of {', '.join(STE_MODES)}, got {m.ste!r}"),
             (m.code_dim >= 1, "code dimension d must be >= 1"),
             (m.cond == "none" or m.levels**m.code_dim <= 2**24,
              f"codebook L^d = {m.levels}^{m.code_dim} is too large (at most 2^24; the paper uses up to 2^20)"),
@@ -100,7 +103,8 @@ class TrainConfig:
         unknown = (set(d) - known) | (set(d.get("model", {})) - mknown)
         if unknown:
             raise QACError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        model = ModelConfig(**d.pop("model", {}))
+        # written before the option existed: trained with the paper's gradient, whatever today's default is
+        model = ModelConfig(**{"ste": PAPER_STE, **d.pop("model", {})})
         return TrainConfig(model=model, **d)
 
     def replace(self, **changes: Any) -> TrainConfig:
