@@ -193,10 +193,16 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float:
     return float(np.mean([r[key] for r in rows]))
 
 
+def _geomean(values: list[float]) -> float:
+    """Geometric mean; NaN if any value is <= 0 (energy distances can be at or below the floor)."""
+    vals = np.asarray(values, dtype=np.float64)
+    return float(np.exp(np.log(vals).mean())) if (vals > 0).all() else math.nan
+
+
 def summarize(rows: list[dict[str, Any]], cfg: BenchConfig) -> dict[str, Any]:
     """Seed means ± std per (task, method, column), QAC/baseline ratios and their geometric means."""
     cols = [f"{s}@{n}" for s in cfg.samplers for n in cfg.nfes]
-    out: dict[str, Any] = {"cols": cols, "means": {}, "ratios": {}, "geomean": {}}
+    out: dict[str, Any] = {"cols": cols, "means": {}, "ratios": {}, "geomean": {}, "geomean_seed_std": {}}
     for task in cfg.tasks:
         for method in cfg.methods:
             rs = [r for r in rows if r["task"] == task.name and r["method"] == method]
@@ -212,8 +218,12 @@ def summarize(rows: list[dict[str, Any]], cfg: BenchConfig) -> dict[str, Any]:
                 continue
             ratios = {c: qac[c][0] / base[c][0] for c in cols}
             out["ratios"][f"{task.name}/{mode}"] = ratios
-            vals = np.array(list(ratios.values()))  # energy distances can be <= 0 at the floor: no geo. mean then
-            out["geomean"][f"{task.name}/{mode}"] = float(np.exp(np.log(vals).mean())) if (vals > 0).all() else math.nan
+            out["geomean"][f"{task.name}/{mode}"] = _geomean(list(ratios.values()))
+            # spread: the geometric mean of each QAC seed's scores over the baseline's seed means
+            per_seed = [_geomean([r[c] / base[c][0] for c in cols]) for r in rows
+                        if r["task"] == task.name and r["method"] == mode]
+            out["geomean_seed_std"][f"{task.name}/{mode}"] = float(np.std(per_seed, ddof=1)) if len(
+                per_seed) > 1 else 0.0
     return out
 
 
@@ -249,12 +259,14 @@ def markdown(rows: list[dict[str, Any]], cfg: BenchConfig, floors: dict[str, flo
                      f"QAC code L = {t.levels}, d = {t.code_dim} ({t.levels ** t.code_dim} codes), modes "
                      f"{', '.join(cfg.task_modes(t))}; {metric}; data floor {floors[t.name]:.4g}.")
     lines += ["", "## Geometric mean of QAC ÷ baseline over Euler, iPNDM, iPNDM+AFS × NFE "
-              + ", ".join(map(str, cfg.nfes)), "", "Lower is better; below 1 QAC beats the same-budget baseline.", "",
+              + ", ".join(map(str, cfg.nfes)), "",
+              "Lower is better; below 1 QAC beats the same-budget baseline. ± : std over seeds of the geometric mean"
+              " of each QAC seed's scores over the baseline's seed means.", "",
               "| mode | " + " | ".join(t.name for t in cfg.tasks) + " |", "|---|" + "---|" * len(cfg.tasks)]
     for m in cfg.modes:
         label = f"{m} (paper)" if m == "identity" else m
-        cells = [f"{summ['geomean'][k]:.3f}" if (k := f"{t.name}/{m}") in summ["geomean"] else "—"
-                 for t in cfg.tasks]
+        cells = [f"{summ['geomean'][k]:.3f} ± {summ['geomean_seed_std'][k]:.3f}"
+                 if (k := f"{t.name}/{m}") in summ["geomean"] else "—" for t in cfg.tasks]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", f"Best digits16 geometric mean: **{best}**.", ""]
     for t in cfg.tasks:

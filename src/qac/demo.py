@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
+from qac.conditions.fsq import DEFAULT_STE
 from qac.data import open_dataset
 from qac.errors import QACError
 from qac.generate import generate
@@ -47,7 +48,7 @@ class DemoConfig:
     batch_size: int = 64
     code_dim: int = 8
     levels: int = 2
-    ste: str = "identity"
+    ste: str = DEFAULT_STE
     solver: str = "ipndm"
     afs: bool = True
     nfe: tuple[int, ...] = (3, 5, 8, 20)
