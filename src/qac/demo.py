@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
+from qac.conditions.fsq import DEFAULT_STE
 from qac.data import open_dataset
 from qac.errors import QACError
 from qac.info import param_counts
@@ -48,7 +49,7 @@ class DemoConfig:
     batch_size: int = 64
     code_dim: int = 8
     levels: int = 2
-    ste: SteMode = "identity"
+    ste: SteMode = DEFAULT_STE
     solver: str = "ipndm"
     afs: bool = True
     nfe: tuple[int, ...] = (3, 5, 8, 20)

@@ -18,15 +18,18 @@ import torch
 from torch import Tensor, nn
 
 from qac.conditions import build_encoder, code_to_input, codes_to_index, fsq_quantize
+from qac.conditions.fsq import DEFAULT_STE
+from qac.conditions.fsq import STE_MODES as FSQ_STE_MODES
 from qac.diffusion import Denoiser, get_formulation
 from qac.errors import QACError
 from qac.nn import UNET_PRESETS, MLPConfig, build_backbone, unet_preset
 
 CondMode = Literal["none", "qac"]
 FormulationName = Literal["edm", "vp", "ve", "rf"]
-SteMode = Literal["identity", "sigmoid"]
+SteMode = Literal["identity", "sigmoid", "bounded", "softclip"]  # the keys of qac.conditions.fsq.STE_MODES
 COND_MODES: tuple[str, ...] = get_args(CondMode)
 STE_MODES: tuple[str, ...] = get_args(SteMode)
+assert set(STE_MODES) == set(FSQ_STE_MODES), "SteMode must list the quantizer's straight-through modes"
 MAX_CODEBOOK = 2**24
 
 
@@ -38,7 +41,9 @@ class ModelConfig:
     ``mlp`` for points; ``auto`` picks ``mlp`` for points and ``digits``/``tiny`` for small images.
     cond: ``none`` (baseline) or ``qac`` (encoder + FSQ code of ``code_dim`` channels with ``levels`` each,
     a codebook of levels**code_dim entries, at most 2**20 in the paper). ste: the straight-through gradient
-    of the quantizer, ``identity`` (paper) or ``sigmoid`` (see :func:`qac.conditions.fsq_quantize`).
+    of the quantizer, a name in :data:`qac.conditions.fsq.STE_MODES` (``identity`` is the paper's; see
+    :func:`qac.conditions.fsq_quantize`). A saved ``config.json`` without ``ste`` predates the option and
+    loads as ``identity``, the gradient it was trained with.
     """
 
     arch: str = "auto"
@@ -48,7 +53,7 @@ class ModelConfig:
     code_dim: int = 8
     dropout: float | None = None
     model_channels: int | None = None
-    ste: SteMode = "identity"
+    ste: SteMode = DEFAULT_STE
 
     @property
     def codebook_size(self) -> int:

@@ -11,6 +11,11 @@ import click
 from qac.cli.params import POSITIVE_INTS
 from qac.errors import QACError
 
+# Names of qac.conditions.fsq.STE_MODES and its DEFAULT_STE, spelled out so that the CLI loads without torch
+# (tests/conditions/test_ste_modes.py keeps them equal).
+STE_CHOICES = ("identity", "sigmoid", "bounded", "softclip")
+STE_DEFAULT = "identity"
+
 
 @click.command()
 @click.option("--data", default="digits", help="Dataset: digits, digits16, toy:moons (8gaussians, checkerboard, "
@@ -23,8 +28,10 @@ from qac.errors import QACError
 @click.option("--cond", type=click.Choice(["qac", "none"]), default="qac", help="QAC codes or a plain baseline.")
 @click.option("--levels", type=int, default=2, help="FSQ levels L per code channel.")
 @click.option("--code-dim", type=int, default=8, help="Code channels d; codebook size L^d.")
-@click.option("--ste", type=click.Choice(["identity", "sigmoid"]), default="identity",
-              help="Quantizer gradient: identity to the logits (paper) or through L*sigmoid(y).")
+@click.option("--ste", type=click.Choice(STE_CHOICES), default=STE_DEFAULT, show_default=True,
+              help="Quantizer gradient (same codes): identity (paper), sigmoid (through L*sigmoid(y)), bounded "
+              "(identity while |y| <= ln(L-1)+3, only inward beyond), softclip (through a tanh logit clip); "
+              "docs/results/ste.md.")
 @click.option("--steps", type=int, default=2000, help="Total optimizer steps (with --resume: the new total).")
 @click.option("--batch", "batch_size", type=int, default=64, help="Global batch size.")
 @click.option("--lr", type=float, default=1e-3, help="Adam learning rate after warm-up.")
@@ -160,8 +167,8 @@ def info(run_dir: str | None, arch: str | None, data: str | None, cond: str, lev
 @click.option("--steps", type=int, default=1500, help="Training steps per model.")
 @click.option("--nfe", default="3,5,8,20", type=POSITIVE_INTS, help="Comma-separated NFE values to compare.")
 @click.option("--num-eval", type=int, default=1000, help="Samples per (model, NFE) for the score.")
-@click.option("--ste", type=click.Choice(["identity", "sigmoid"]), default="identity",
-              help="Quantizer gradient of the QAC model (see qac train --help).")
+@click.option("--ste", type=click.Choice(STE_CHOICES), default=STE_DEFAULT, show_default=True,
+              help="Quantizer gradient of the QAC model (see qac train --help); identity is the paper's.")
 @click.option("--device", default="auto")
 @click.option("--progress/--no-progress", default=True)
 def demo(out: str, seed: int, steps: int, nfe: list[int], num_eval: int, ste: str, device: str, progress: bool) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qac.conditions.fsq import PAPER_STE
 from qac.errors import QACError
 from qac.model import ModelConfig
 from qac.safeio import read_json
@@ -73,7 +74,8 @@ class TrainConfig:
         unknown = (set(d) - known) | (set(d.get("model", {})) - mknown)
         if unknown:
             raise QACError(f"unknown config keys: {', '.join(sorted(unknown))}")
-        model = ModelConfig(**d.pop("model", {}))
+        # written before the option existed: trained with the paper's gradient, whatever today's default is
+        model = ModelConfig(**{"ste": PAPER_STE, **d.pop("model", {})})
         return TrainConfig(model=model, **d)
 
     def replace(self, **changes: Any) -> TrainConfig:
