@@ -37,7 +37,18 @@ from qac.errors import QACError
 @click.option("--channels", "model_channels", type=int, default=None, help="Override the preset's base width.")
 @click.option("--seed", type=int, default=0, help="Seed for data order, noise and initialisation.")
 @click.option("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto.")
-@click.option("--amp/--no-amp", default=False, help="Mixed precision on CUDA.")
+@click.option("--amp/--no-amp", default=False, help="Mixed precision on CUDA (autocast; see --amp-dtype).")
+@click.option("--amp-dtype", type=click.Choice(["bf16", "fp16"]), default="bf16",
+              help="Autocast dtype with --amp; fp16 adds dynamic loss scaling.")
+@click.option("--augment", type=float, default=0.0, help="EDM augmentation probability p in [0, 1] (CIFAR-10: 0.12).")
+@click.option("--batch-gpu", type=int, default=None,
+              help="Rows per process and accumulation round (gradient accumulation; global batch unchanged).")
+@click.option("--channels-last/--no-channels-last", default=False, help="channels_last memory format for images.")
+@click.option("--compile/--no-compile", "compile", default=False, help="torch.compile the training step.")
+@click.option("--workers", type=int, default=0,
+              help="DataLoader worker processes (image folders/zips are then read lazily); 0: in memory.")
+@click.option("--recipe", default=None, help="Paper run to reproduce: cifar10-edm, cifar10-qac, ffhq64-qac, "
+              "afhq64-qac (fills every setting; flags given explicitly override it).")
 @click.option("--log-every", type=int, default=50, help="Steps between stats.jsonl lines.")
 @click.option("--snapshot-every", type=int, default=500, help="Steps between checkpoints.")
 @click.option("--grid-every", type=int, default=500, help="Steps between sample grids.")
@@ -51,8 +62,17 @@ def train(out: str, resume: bool, progress: bool, **opts) -> None:
     from qac.train import train as run_training
 
     model_keys = ("arch", "formulation", "cond", "levels", "code_dim", "dropout", "model_channels", "ste")
-    model = ModelConfig(**{k: opts.pop(k) for k in model_keys})
-    cfg = TrainConfig(model=model, **opts)
+    recipe = opts.pop("recipe")
+    if recipe is not None:
+        from qac.train.recipes import resolve_recipe
+
+        ctx = click.get_current_context()
+        given = {k: v for k, v in opts.items()
+                 if ctx.get_parameter_source(k) not in (click.core.ParameterSource.DEFAULT, None)}
+        cfg = resolve_recipe(recipe, given)
+    else:
+        model = ModelConfig(**{k: opts.pop(k) for k in model_keys})
+        cfg = TrainConfig(model=model, **opts)
     try:
         summary = run_training(cfg, out, resume=resume, progress=progress)
     except KeyboardInterrupt:
@@ -68,7 +88,7 @@ def train(out: str, resume: bool, progress: bool, **opts) -> None:
 
 @click.command()
 @click.option("--run", "run_dir", type=click.Path(), required=True, help="Run folder.")
-@click.option("--batch", "batch_size", type=int, default=256, help="Encoder batch size.")
+@click.option("--batch", "batch_size", type=int, default=256, help="Encoder batch size (per process).")
 @click.option("--device", default="auto", help="cpu, cuda, mps or auto.")
 @click.option("--progress/--no-progress", default=True)
 def collect(run_dir: str, batch_size: int, device: str, progress: bool) -> None:
@@ -85,19 +105,27 @@ def collect(run_dir: str, batch_size: int, device: str, progress: bool) -> None:
 @click.command()
 @click.option("--run", "run_dir", type=click.Path(), default=None, help="A run folder to describe.")
 @click.option("--arch", default=None, help="Describe a preset instead (with --data for its shape).")
+@click.option("--recipe", default=None, help="Describe a recipe: resolved config and an estimate of its cost.")
+@click.option("--measure-steps", type=int, default=3,
+              help="With --recipe: timed training steps for the throughput estimate (0: skip).")
 @click.option("--data", default=None, help="Data for --arch (default: the preset's own shape).")
 @click.option("--cond", type=click.Choice(["qac", "none"]), default="qac")
 @click.option("--levels", type=int, default=2)
 @click.option("--code-dim", type=int, default=8)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(run_dir: str | None, arch: str | None, data: str | None, cond: str, levels: int, code_dim: int,
-         as_json: bool) -> None:
-    """Config, parameter counts and code-usage statistics of a run (or of a preset)."""
-    from qac.info import describe_preset, describe_run
+def info(run_dir: str | None, arch: str | None, recipe: str | None, measure_steps: int, data: str | None, cond: str,
+         levels: int, code_dim: int, as_json: bool) -> None:
+    """Config, parameter counts and code-usage statistics of a run (or of a preset or recipe)."""
+    from qac.info import describe_preset, describe_recipe, describe_run
 
-    if (run_dir is None) == (arch is None):
-        raise QACError("give exactly one of --run or --arch")
-    report = describe_run(Path(run_dir)) if run_dir else describe_preset(arch, data, cond, levels, code_dim)
+    if sum(x is not None for x in (run_dir, arch, recipe)) != 1:
+        raise QACError("give exactly one of --run, --arch or --recipe")
+    if recipe is not None:
+        report = describe_recipe(recipe, measure_steps=measure_steps)
+    elif run_dir:
+        report = describe_run(Path(run_dir))
+    else:
+        report = describe_preset(arch, data, cond, levels, code_dim)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
