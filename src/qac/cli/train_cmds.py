@@ -92,11 +92,16 @@ def train(out: str, resume: bool, progress: bool, **opts) -> None:
 @click.option("--device", default="auto", help="cpu, cuda, mps or auto.")
 @click.option("--progress/--no-progress", default=True)
 def collect(run_dir: str, batch_size: int, device: str, progress: bool) -> None:
-    """Offline code weights: encode the training set with the EMA encoder (paper §3.3)."""
+    """Offline code weights: encode the training set with the EMA encoder (paper §3.3); under torchrun every
+    process encodes a block of the data and the histograms are summed."""
+    from qac.train.distributed import init_distributed, rank_device
     from qac.train.run import collect_run, load_run
 
-    run = load_run(run_dir, device=device)
-    path = collect_run(run, batch_size=batch_size, progress=progress)
+    info = init_distributed(device)
+    run = load_run(run_dir, device=rank_device(device, info))
+    path = collect_run(run, batch_size=batch_size, progress=progress and info.is_main, info=info)
+    if not info.is_main:
+        return
     stats = run.code_weights("offline").stats()
     click.echo(f"offline code weights: {int(stats['used'])} codes used of {int(stats['codebook'])}, "
                f"perplexity {stats['perplexity']:.1f} -> {path}")

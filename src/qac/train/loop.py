@@ -30,7 +30,7 @@ from qac.sampling.generate import generate
 from qac.train.batches import open_training_data, step_batches
 from qac.train.checkpoint import load_snapshot, save_checkpoint
 from qac.train.config import TrainConfig, load_config
-from qac.train.distributed import DistInfo, all_reduce_sum, init_distributed
+from qac.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from qac.train.ema import ema_beta, update_ema
 from qac.train.step import StepTools, batch_indices, resolve_augment, train_step
 from qac.util import atomic_write_json, resolve_device
@@ -178,6 +178,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     finally:
         bar.close()
         stop.restore()
+    barrier(info)  # rank 0's last snapshot is on disk before any rank returns
     return TrainSummary(run_dir, step, last_loss, time.perf_counter() - t0, interrupted=stop.requested)
 
 

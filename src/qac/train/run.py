@@ -18,6 +18,7 @@ from qac.train.checkpoint import (
     save_offline_codes,
 )
 from qac.train.config import TrainConfig, load_config
+from qac.train.distributed import DistInfo, all_reduce_sum, barrier, shard
 from qac.util import resolve_device
 
 
@@ -77,21 +78,36 @@ def _data_signature(meta: dict, cfg: TrainConfig) -> tuple[str, tuple[int, ...]]
 
 
 @torch.no_grad()
-def collect_codes(model: QACModel, data: ArrayDataset, *, batch_size: int = 256,
-                  progress: bool = True) -> CodeWeights:
-    """Offline collection (paper §3.3): histogram of code indices of the whole dataset under the encoder."""
+def collect_codes(model: QACModel, data: ArrayDataset, *, batch_size: int = 256, progress: bool = True,
+                  info: DistInfo | None = None) -> CodeWeights:
+    """Offline collection (paper §3.3): histogram of code indices of the whole dataset under the encoder.
+
+    Under torchrun (``info``) each rank encodes its block of the items and the counts are summed (exact).
+    """
     if not model.conditional:
         raise QACError("offline collection needs a QAC model (this run was trained with --cond none)")
+    info = info or DistInfo()
     device = next(model.parameters()).device
     hist = CodeWeights(model.levels, model.code_dim)
-    images = data.as_float()
+    mine = shard(len(data), info)
+    images = data.as_float(slice(mine.start, mine.stop))
     for lo in tqdm(range(0, len(images), batch_size), disable=not progress, desc="collect", unit="batch"):
         _, idx = model.encode(images[lo:lo + batch_size].to(device))
         hist.weights += hist.batch_counts(idx.cpu())
+    if info.enabled:
+        counts = hist.weights.to(device)
+        hist.weights.copy_(all_reduce_sum(counts, info).cpu())
     return hist
 
 
-def collect_run(run: LoadedRun, *, batch_size: int = 256, progress: bool = True) -> Path:
-    """Encode the run's training set with its EMA encoder and store the offline histogram beside it."""
-    hist = collect_codes(run.model, run.dataset(), batch_size=batch_size, progress=progress)
-    return save_offline_codes(run.path, hist.state_dict(), {"step": run.step, "items": int(hist.total())})
+def collect_run(run: LoadedRun, *, batch_size: int = 256, progress: bool = True,
+                info: DistInfo | None = None) -> Path:
+    """Encode the run's training set with its EMA encoder and store the offline histogram beside it
+    (rank 0 writes it under torchrun)."""
+    info = info or DistInfo()
+    hist = collect_codes(run.model, run.dataset(), batch_size=batch_size, progress=progress, info=info)
+    path = run.path / "codes_offline.safetensors"
+    if info.is_main:
+        path = save_offline_codes(run.path, hist.state_dict(), {"step": run.step, "items": int(hist.total())})
+    barrier(info)
+    return path
