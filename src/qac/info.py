@@ -56,3 +56,35 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
         if (run_dir / "codes_offline.safetensors").exists():
             report["codes_offline"] = run.code_weights("offline").stats()
     return report
+
+
+def describe_recipe(name: str, measure_steps: int = 3, measure_batch: int | None = None) -> dict[str, Any]:
+    """A recipe's resolved config, parameter counts and, unless ``measure_steps == 0``, an ESTIMATE of its cost
+    from the training throughput measured here and now (one process on this machine's default device, a
+    small batch, synthetic images): images/s and device-hours for the recipe's duration."""
+    from qac.train.recipes import get_recipe, resolve_recipe
+    from qac.train.throughput import measure_train
+    from qac.util import resolve_device
+
+    recipe = get_recipe(name)
+    cfg = resolve_recipe(name)
+    preset = UNET_PRESETS[recipe.arch]
+    shape = (preset.in_channels, preset.img_resolution, preset.img_resolution)
+    with torch.device("meta"):
+        model = build_model(cfg.model, "image", shape)
+    report: dict[str, Any] = {"recipe": name, "summary": recipe.summary, "expects_data": recipe.data,
+                              "config": cfg.to_dict(), "params": param_counts(model),
+                              "images_total": cfg.steps * cfg.batch_size}
+    if measure_steps > 0:
+        device = resolve_device("auto")
+        batch = measure_batch or (4 if device.type == "cpu" else 64)
+        img_s = measure_train(cfg.replace(batch_size=batch, batch_gpu=None), shape, steps=measure_steps,
+                              device=device)
+        hours = cfg.steps * cfg.batch_size / img_s / 3600
+        report["estimate"] = {
+            "note": "ESTIMATE, not a measurement of the recipe: training throughput timed over "
+                    f"{measure_steps} steps of batch {batch} on this machine ({device.type}), one process, "
+                    "extrapolated linearly to the recipe's duration",
+            "device": str(device), "measured_batch": batch, "images_per_s": round(img_s, 2),
+            "device_hours": round(hours, 1), "days_on_8_such_devices": round(hours / 8 / 24, 2)}
+    return report

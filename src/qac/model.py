@@ -44,6 +44,8 @@ class ModelConfig:
     of the quantizer, a name in :data:`qac.conditions.fsq.STE_MODES` (``identity`` is the paper's; see
     :func:`qac.conditions.fsq_quantize`). A saved ``config.json`` without ``ste`` predates the option and
     loads as ``identity``, the gradient it was trained with.
+    augment_dim: width of the U-Net's augmentation-label input (``None``: the preset's, 9 for the EDM
+    presets; training with ``augment > 0`` sets it, see :mod:`qac.data.augment`).
     """
 
     arch: str = "auto"
@@ -54,6 +56,7 @@ class ModelConfig:
     dropout: float | None = None
     model_channels: int | None = None
     ste: SteMode = DEFAULT_STE
+    augment_dim: int | None = None
 
     @property
     def codebook_size(self) -> int:
@@ -147,6 +150,8 @@ def build_model(cfg: ModelConfig, kind: str, item_shape: tuple[int, ...]) -> QAC
     if arch == "mlp":
         if kind != "points":
             raise QACError("arch 'mlp' is for 2-D/point data; use a U-Net preset for images")
+        if cfg.augment_dim:
+            raise QACError("augmentation labels are for U-Nets on images, not the point-data MLP")
         overrides = {} if cfg.model_channels is None else {"hidden": cfg.model_channels}
         net_cfg = MLPConfig(dim=item_shape[0], code_dim=code_dim, **overrides)
     else:
@@ -160,6 +165,8 @@ def build_model(cfg: ModelConfig, kind: str, item_shape: tuple[int, ...]) -> QAC
             overrides["dropout"] = cfg.dropout
         if cfg.model_channels is not None:
             overrides["model_channels"] = cfg.model_channels
+        if cfg.augment_dim is not None:
+            overrides["augment_dim"] = cfg.augment_dim
         net_cfg = unet_preset(arch, **overrides)
     backbone = build_backbone(net_cfg)
     denoiser = Denoiser(backbone, get_formulation(cfg.formulation))

@@ -70,11 +70,12 @@ def analyze(run_dir: str, out: str | None, num: int, ts: list[float], curvature_
 def sweep_cmd(runs: tuple[str, ...], solvers: str, nfes: list[int], metric: str, ref_path: str | None,
               detector_path: str | None, num: int, seeds_start: int, afs: bool, codes: str, batch: int,
               out: str, device: str, progress: bool) -> None:
-    """Metric vs NFE for every run × solver -> sweep.csv, sweep.md, sweep.json, sweep.png."""
+    """Metric vs NFE for every run × solver -> sweep.csv, sweep.md, sweep.json, sweep.png (torchrun: seeds
+    split over the processes, rank 0 writes)."""
     from qac.eval.sweep import resolve_metric, sweep, write_sweep
     from qac.safeio import check_writable
+    from qac.train.distributed import init_distributed, rank_device
     from qac.train.run import load_run
-    from qac.util import resolve_device
 
     name = resolve_metric(metric)
     check_writable(out)
@@ -83,7 +84,8 @@ def sweep_cmd(runs: tuple[str, ...], solvers: str, nfes: list[int], metric: str,
         raise QACError("give at least one --solver")
     if ref_path is not None and not Path(ref_path).is_file():
         raise QACError(f"reference statistics {ref_path!r} not found")
-    dev = resolve_device(device)
+    info = init_distributed(device)
+    dev = rank_device(device, info)
     detector = None
     if name == "fid":
         if ref_path is None:
@@ -94,7 +96,9 @@ def sweep_cmd(runs: tuple[str, ...], solvers: str, nfes: list[int], metric: str,
     loaded = [load_run(r, device=dev) for r in runs]
     res = sweep(loaded, solver_list, nfes, name, ref=ref_path, detector=detector, num=num,
                 seeds_start=seeds_start, batch_size=batch, afs=afs, codes=codes, progress=False,
-                log=click.echo if progress else None)
+                log=click.echo if progress and info.is_main else None, info=info)
+    if not info.is_main:
+        return
     paths = write_sweep(res, out, nfes)
     for s in res.skipped:
         click.echo(f"skipped {s['run_name']} / {s['solver']} at NFE {s['nfe']}: {s['reason']}")

@@ -2,7 +2,8 @@
 
 ``qac fid ref --data SOURCE --out ref.npz`` streams the data set through the detector and writes EDM-style
 ``mu``/``sigma`` plus metadata (:func:`qac.metrics.stats.save_reference`). ``qac fid calc`` (FID of a trained
-run) is built on :func:`qac.metrics.fid.fid_from_generator`.
+run) is built on :func:`qac.eval.evaluate.fid_of_run`. Both run under ``torchrun --nproc_per_node=K``: every
+process takes a block of the images (or seeds) and the float64 statistics are merged (:mod:`qac.eval.distributed`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from qac.metrics.detectors import Detector, open_detector
 from qac.metrics.fid import compute_stats, reference_meta
 from qac.metrics.registry import proxy_detector
 from qac.metrics.stats import save_reference
-from qac.util import resolve_device
 
 
 @click.group("fid")
@@ -53,17 +53,24 @@ def fid_ref(source: str, out: str, detector_path: str | None, proxy: str | None,
             progress: bool) -> None:
     """Write reference statistics (mu, sigma, metadata) of the images in --data to --out."""
     from qac.data import open_dataset
+    from qac.eval.distributed import merge_stats
     from qac.safeio import check_writable
+    from qac.train.distributed import init_distributed, rank_device, shard
 
     check_writable(out, is_dir=False)
-    dev = resolve_device(device)
+    info = init_distributed(device)
+    dev = rank_device(device, info)
     det = _detector(detector_path, proxy, proxy_seed, allow_download, dev)
-    ds = open_dataset(source, max_items=max_items, progress=progress)
+    ds = open_dataset(source, max_items=max_items, progress=progress and info.is_main)
     if ds.kind != "image":
         raise QACError(f"{source!r} holds points, not images: FID reference statistics need images")
-    images = ds.data
+    images = ds.data[shard(len(ds), info)]
     batches = (images[i:i + batch] for i in range(0, images.shape[0], batch))
-    stats = compute_stats(batches, det, keep=keep_features, progress=progress, total=images.shape[0])
+    stats = compute_stats(batches, det, keep=keep_features, progress=progress and info.is_main,
+                          total=images.shape[0])
+    stats = merge_stats(stats, info)
+    if not info.is_main:
+        return
     meta = reference_meta(stats, det, dataset=source, name=ds.name,
                           resolution=int(images.shape[-1]), channels=int(images.shape[1]),
                           max_items=max_items)
@@ -112,12 +119,17 @@ def fid_calc(run_dir: str, ref_path: str, solver: str, nfe: int | None, steps: i
         raise QACError("give --nfe or --steps")
     if json_out:
         check_writable(json_out, is_dir=False, option="--json")  # before the sampling, not after it
+    from qac.train.distributed import init_distributed, rank_device
+
     ref = load_reference(ref_path)
-    dev = resolve_device(device)
+    info = init_distributed(device)
+    dev = rank_device(device, info)
     det = _detector(detector_path, proxy, proxy_seed, allow_download, dev)
     run = load_run(run_dir, device=dev)
     res = fid_of_run(run, ref, det, solver=solver, nfe=nfe, steps=steps, num=num, seeds_start=seeds_start,
-                     batch_size=batch, codes=codes, afs=afs, kid_keep=kid_keep, progress=progress)
+                     batch_size=batch, codes=codes, afs=afs, kid_keep=kid_keep, progress=progress, info=info)
+    if not info.is_main:
+        return
     r = res.result
     note = " (proxy, NOT FID)" if res.is_proxy else ""
     click.echo(f"{r.metric} = {r.value:.4f}{note}  N={r.n} seeds={r.seeds} solver={solver} NFE={res.nfe}"

@@ -58,13 +58,18 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
            schedule: str, afs: bool, sigma_min: float, sigma_max: float, rho: float | None,
            solver_opts: tuple[str, ...], code_source: str, code_index: int | None, code_image: str | None,
            batch_size: int, device: str, raw_weights: bool) -> None:
-    """Generate samples; writes grid.png and samples.npz (samples, seeds, code indices, NFE)."""
+    """Generate samples; writes grid.png and samples.npz (samples, seeds, code indices, NFE).
+
+    Under ``torchrun --nproc_per_node=K -m qac sample`` every process samples a block of the seeds and rank 0
+    writes them all (identical to one process: sample k depends only on seed k).
+    """
     import numpy as np
     import torch
 
     from qac.safeio import check_writable
     from qac.sampling import get_solver
     from qac.sampling.generate import generate
+    from qac.train.distributed import gather_objects, init_distributed, rank_device, shard
     from qac.train.run import load_run
     from qac.util import resolve_device
     from qac.viz import save_samples_picture, to_uint8
@@ -74,7 +79,8 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
     resolve_device(device)
     if steps is None and nfe is None:
         steps = 18
-    run = load_run(run_dir, device=device, ema=not raw_weights)
+    info = init_distributed(device)
+    run = load_run(run_dir, device=rank_device(device, info), ema=not raw_weights)
     check_writable(out if out else Path(run_dir) / "samples")
     indices, weights = None, None
     if run.model.conditional:
@@ -90,22 +96,30 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
                 weights = weights.uniform_over_used()
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(seeds), desc=f"sample {solver}", unit="img") as bar:
-        res = generate(run.model, seeds, code_weights=weights, indices=indices, solver=solver, steps=steps,
-                       nfe=nfe, batch_size=batch_size, schedule=schedule, afs=afs, sigma_min=sigma_min,
-                       sigma_max=sigma_max, rho=rho, progress=bar.update, **opts)
-    bad = int((~torch.isfinite(res.samples)).flatten(1).any(1).sum())
+    mine = seeds[shard(len(seeds), info)]
+    part = None
+    if mine:
+        with tqdm(total=len(mine), desc=f"sample {solver}", unit="img", disable=not info.is_main) as bar:
+            res = generate(run.model, mine, code_weights=weights, indices=indices, solver=solver, steps=steps,
+                           nfe=nfe, batch_size=batch_size, schedule=schedule, afs=afs, sigma_min=sigma_min,
+                           sigma_max=sigma_max, rho=rho, progress=bar.update, **opts)
+        part = (res.samples.cpu(), res.indices.cpu(), res.nfe)
+    parts = [p for p in gather_objects(part, info) if p is not None]
+    if not info.is_main:
+        return
+    samples, codes, used_nfe = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), parts[0][2]
+    bad = int((~torch.isfinite(samples)).flatten(1).any(1).sum())
     if bad:
         raise QACError(f"{bad} of {len(seeds)} samples are NaN/Inf: the weights of {run_dir} (step {run.step}) "
                        "are diverged or damaged; nothing was written")
-    out_dir = Path(out) if out else Path(run_dir) / "samples" / f"{solver}-nfe{res.nfe}"
+    out_dir = Path(out) if out else Path(run_dir) / "samples" / f"{solver}-nfe{used_nfe}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    arrays = {"seeds": np.asarray(seeds), "codes": res.indices.numpy(), "nfe": np.asarray(res.nfe)}
-    arrays["samples"] = to_uint8(res.samples) if res.samples.ndim == 4 else res.samples.numpy()
+    arrays = {"seeds": np.asarray(seeds), "codes": codes.numpy(), "nfe": np.asarray(used_nfe)}
+    arrays["samples"] = to_uint8(samples) if samples.ndim == 4 else samples.numpy()
     np.savez_compressed(out_dir / "samples.npz", **arrays)
-    scale = max(1, 64 // res.samples.shape[-1]) if res.samples.ndim == 4 else 1
-    save_samples_picture(res.samples, out_dir / "grid.png", scale=scale)
-    click.echo(f"{len(seeds)} samples with {solver} at NFE {res.nfe} -> {out_dir}/grid.png, samples.npz")
+    scale = max(1, 64 // samples.shape[-1]) if samples.ndim == 4 else 1
+    save_samples_picture(samples, out_dir / "grid.png", scale=scale)
+    click.echo(f"{len(seeds)} samples with {solver} at NFE {used_nfe} -> {out_dir}/grid.png, samples.npz")
 
 
 def _code_of_image(run, path: Path) -> int:

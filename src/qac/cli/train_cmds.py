@@ -46,7 +46,18 @@ STE_DEFAULT = "identity"
 @click.option("--seed", type=click.IntRange(min=0, max=2**63 - 1), default=0,
               help="Seed for data order, noise and initialisation.")
 @click.option("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto.")
-@click.option("--amp/--no-amp", default=False, help="Mixed precision on CUDA.")
+@click.option("--amp/--no-amp", default=False, help="Mixed precision on CUDA (autocast; see --amp-dtype).")
+@click.option("--amp-dtype", type=click.Choice(["bf16", "fp16"]), default="bf16",
+              help="Autocast dtype with --amp; fp16 adds dynamic loss scaling.")
+@click.option("--augment", type=float, default=0.0, help="EDM augmentation probability p in [0, 1] (CIFAR-10: 0.12).")
+@click.option("--batch-gpu", type=int, default=None,
+              help="Rows per process and accumulation round (gradient accumulation; global batch unchanged).")
+@click.option("--channels-last/--no-channels-last", default=False, help="channels_last memory format for images.")
+@click.option("--compile/--no-compile", "compile", default=False, help="torch.compile the training step.")
+@click.option("--workers", type=int, default=0,
+              help="DataLoader worker processes (image folders/zips are then read lazily); 0: in memory.")
+@click.option("--recipe", default=None, help="Paper run to reproduce: cifar10-edm, cifar10-qac, ffhq64-qac, "
+              "afhq64-qac (fills every setting; flags given explicitly override it).")
 @click.option("--log-every", type=int, default=50, help="Steps between stats.jsonl lines.")
 @click.option("--snapshot-every", type=int, default=500, help="Steps between checkpoints.")
 @click.option("--grid-every", type=int, default=500, help="Steps between sample grids.")
@@ -67,7 +78,10 @@ def train(out: str, resume: bool, overrides: tuple[str, ...], progress: bool, **
 
     if overrides and not resume:
         raise QACError("--override only applies with --resume")
-    cfg = _resume_config(out, opts) if resume else _new_config(opts)
+    recipe = opts.pop("recipe")
+    if resume and recipe is not None:
+        raise QACError("--recipe starts a new run; drop it when resuming with --resume")
+    cfg = _resume_config(out, opts) if resume else _new_config(opts, recipe)
     check_writable(out)
     try:
         summary = run_training(cfg, out, resume=resume, progress=progress, overrides=overrides)
@@ -90,9 +104,21 @@ def train(out: str, resume: bool, overrides: tuple[str, ...], progress: bool, **
 _MODEL_KEYS = ("arch", "formulation", "cond", "levels", "code_dim", "dropout", "model_channels", "ste")
 
 
-def _new_config(opts: dict):
+def _given(opts: dict) -> dict:
+    """The options typed on this command line (defaults are not choices)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return {k: v for k, v in opts.items() if ctx.get_parameter_source(k) not in (None, ParameterSource.DEFAULT)}
+
+
+def _new_config(opts: dict, recipe: str | None):
     from qac.train import ModelConfig, TrainConfig
 
+    if recipe is not None:
+        from qac.train.recipes import resolve_recipe
+
+        return resolve_recipe(recipe, _given(opts))
     model = ModelConfig(**{k: opts.pop(k) for k in _MODEL_KEYS})
     return TrainConfig(model=model, **opts)
 
@@ -101,32 +127,35 @@ def _resume_config(out: str, opts: dict):
     """The saved config with the options given on this command line applied (defaults are not changes)."""
     import dataclasses
 
-    from click.core import ParameterSource
-
     from qac.train.config import load_config
 
     if not Path(out).is_dir():
         raise QACError(f"run folder {out} does not exist (drop --resume to start a new run)")
     saved = load_config(Path(out) / "config.json")
-    ctx = click.get_current_context()
-    given = {k: v for k, v in opts.items() if ctx.get_parameter_source(k) not in (None, ParameterSource.DEFAULT)}
+    given = _given(opts)
     model = dataclasses.replace(saved.model, **{k: given.pop(k) for k in _MODEL_KEYS if k in given})
     return dataclasses.replace(saved, model=model, **given)
 
 
 @click.command()
 @click.option("--run", "run_dir", type=click.Path(), required=True, help="Run folder.")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=256, help="Encoder batch size.")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=256,
+              help="Encoder batch size (per process).")
 @click.option("--device", default="auto", help="cpu, cuda, mps or auto.")
 @click.option("--progress/--no-progress", default=True)
 def collect(run_dir: str, batch_size: int, device: str, progress: bool) -> None:
-    """Offline code weights: encode the training set with the EMA encoder (paper §3.3)."""
+    """Offline code weights: encode the training set with the EMA encoder (paper §3.3); under torchrun every
+    process encodes a block of the data and the histograms are summed."""
     from qac.safeio import check_writable
+    from qac.train.distributed import init_distributed, rank_device
     from qac.train.run import collect_run, load_run
 
-    run = load_run(run_dir, device=device)
+    info = init_distributed(device)
+    run = load_run(run_dir, device=rank_device(device, info))
     check_writable(run_dir, option="--run")
-    path = collect_run(run, batch_size=batch_size, progress=progress)
+    path = collect_run(run, batch_size=batch_size, progress=progress and info.is_main, info=info)
+    if not info.is_main:
+        return
     stats = run.code_weights("offline").stats()
     click.echo(f"offline code weights: {int(stats['used'])} codes used of {int(stats['codebook'])}, "
                f"perplexity {stats['perplexity']:.1f} -> {path}")
@@ -135,19 +164,27 @@ def collect(run_dir: str, batch_size: int, device: str, progress: bool) -> None:
 @click.command()
 @click.option("--run", "run_dir", type=click.Path(), default=None, help="A run folder to describe.")
 @click.option("--arch", default=None, help="Describe a preset instead (with --data for its shape).")
+@click.option("--recipe", default=None, help="Describe a recipe: resolved config and an estimate of its cost.")
+@click.option("--measure-steps", type=int, default=3,
+              help="With --recipe: timed training steps for the throughput estimate (0: skip).")
 @click.option("--data", default=None, help="Data for --arch (default: the preset's own shape).")
 @click.option("--cond", type=click.Choice(["qac", "none"]), default="qac")
 @click.option("--levels", type=int, default=2)
 @click.option("--code-dim", type=int, default=8)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(run_dir: str | None, arch: str | None, data: str | None, cond: str, levels: int, code_dim: int,
-         as_json: bool) -> None:
-    """Config, parameter counts and code-usage statistics of a run (or of a preset)."""
-    from qac.info import describe_preset, describe_run
+def info(run_dir: str | None, arch: str | None, recipe: str | None, measure_steps: int, data: str | None, cond: str,
+         levels: int, code_dim: int, as_json: bool) -> None:
+    """Config, parameter counts and code-usage statistics of a run (or of a preset or recipe)."""
+    from qac.info import describe_preset, describe_recipe, describe_run
 
-    if (run_dir is None) == (arch is None):
-        raise QACError("give exactly one of --run or --arch")
-    report = describe_run(Path(run_dir)) if run_dir else describe_preset(arch, data, cond, levels, code_dim)
+    if sum(x is not None for x in (run_dir, arch, recipe)) != 1:
+        raise QACError("give exactly one of --run, --arch or --recipe")
+    if recipe is not None:
+        report = describe_recipe(recipe, measure_steps=measure_steps)
+    elif run_dir:
+        report = describe_run(Path(run_dir))
+    else:
+        report = describe_preset(arch, data, cond, levels, code_dim)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

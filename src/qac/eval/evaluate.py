@@ -21,10 +21,11 @@ import torch
 
 from qac.errors import QACError
 from qac.metrics.detectors import Detector
-from qac.metrics.fid import fid_from_generator
+from qac.metrics.fid import compute_stats, fid_from_stats
 from qac.metrics.frechet import FIDResult
 from qac.metrics.stats import Reference, load_reference
 from qac.metrics.toy import TOY_METRICS, toy_report
+from qac.train.distributed import DistInfo, gather_objects, shard
 
 #: Seed offset of the fresh toy reference data (far from the training seeds 0, 1, 2, ...).
 TOY_REF_SEED = 10**6
@@ -135,11 +136,13 @@ class _NfeRecorder:
 def fid_of_run(run: RunLike, ref: Reference | str | Path, detector: Detector, *, solver: str = "heun",
                nfe: int | None = None, steps: int | None = None, num: int = 50_000, seeds_start: int = 0,
                batch_size: int = 256, codes: str = "online", afs: bool = False, kid_keep: int = 0,
-               progress: bool = True, **sample_opts: Any) -> RunMetric:
+               progress: bool = True, info: DistInfo | None = None, **sample_opts: Any) -> RunMetric:
     """FID (or the ``proxy_*`` distance of a proxy ``detector``) of ``num`` samples of ``run`` vs ``ref``.
 
     Seeds ``seeds_start .. seeds_start + num − 1``; images go from the sampler to the detector batch by
-    batch. The record names N, seeds, detector sha256, protocol (in ``result``), solver and NFE.
+    batch. The record names N, seeds, detector sha256, protocol (in ``result``), solver and NFE. Under
+    torchrun (``info``) each rank samples its block of seeds and the statistics are merged
+    (:mod:`qac.eval.distributed`); every rank returns the same result.
 
     >>> fid_of_run("runs/cifar", "cifar10-32x32.npz", open_detector(), solver="ipndm", nfe=6,
     ...            afs=True)  # doctest: +SKIP
@@ -151,11 +154,17 @@ def fid_of_run(run: RunLike, ref: Reference | str | Path, detector: Detector, *,
     ref = load_reference(ref) if isinstance(ref, (str, Path)) else ref
     seeds = seed_range(seeds_start, num)
     spec = SamplerSpec(solver, nfe, steps, afs, codes, dict(sample_opts))
+    from qac.eval.distributed import merge_stats
+
+    info = info or DistInfo()
     rec = _NfeRecorder()
-    batches = sample_batches(run, seeds, spec, batch_size=batch_size, on_batch=rec)
-    result = fid_from_generator(batches, detector, ref, seeds=seeds_label(seeds), max_items=num,
-                                kid_keep=kid_keep, progress=progress)
-    return RunMetric(str(run.path), result.metric, result.value, solver, rec.nfe, steps, afs, codes, result.n,
+    local = seeds[shard(len(seeds), info)]
+    batches = sample_batches(run, local, spec, batch_size=batch_size, on_batch=rec)
+    stats = compute_stats(batches, detector, keep=kid_keep, progress=progress and info.is_main, total=len(local))
+    stats = merge_stats(stats, info)
+    result = fid_from_stats(stats, ref, detector, seeds=seeds_label(seeds))
+    nfe = max(gather_objects(rec.nfe, info))
+    return RunMetric(str(run.path), result.metric, result.value, solver, nfe, steps, afs, codes, result.n,
                      seeds_label(seeds), time.perf_counter() - t0, result=result)
 
 
@@ -178,7 +187,8 @@ def toy_reference(run: RunLike, num: int, seed: int = TOY_REF_SEED) -> torch.Ten
 def toy_metric_of_run(run: RunLike, metric: str = "energy_distance", *, solver: str = "euler",
                       nfe: int | None = None, steps: int | None = None, num: int = 2000, seeds_start: int = 0,
                       batch_size: int = 4096, codes: str = "online", afs: bool = False,
-                      reference: torch.Tensor | None = None, **sample_opts: Any) -> RunMetric:
+                      reference: torch.Tensor | None = None, info: DistInfo | None = None,
+                      **sample_opts: Any) -> RunMetric:
     """A toy distance (``energy_distance``, ``w2``, ``mmd``) of ``num`` samples vs fresh data, with its floor.
 
     The reference holds ``2·num`` fresh points (:func:`toy_reference`); :func:`qac.metrics.toy.toy_report`
@@ -194,8 +204,14 @@ def toy_metric_of_run(run: RunLike, metric: str = "energy_distance", *, solver: 
         raise QACError(f"{run.path} is an image run: {metric!r} needs point data (use fid or proxy_*)")
     seeds = seed_range(seeds_start, num)
     spec = SamplerSpec(solver, nfe, steps, afs, codes, dict(sample_opts))
+    from qac.eval.distributed import gather_cat
+
+    info = info or DistInfo()
     rec = _NfeRecorder()
-    samples = torch.cat(list(sample_batches(run, seeds, spec, batch_size=batch_size, on_batch=rec)))
+    local = seeds[shard(len(seeds), info)]
+    mine = list(sample_batches(run, local, spec, batch_size=batch_size, on_batch=rec))
+    samples = gather_cat(torch.cat(mine) if mine else torch.zeros(0, *run.model.item_shape), info)
+    rec.nfe = max(gather_objects(rec.nfe, info))
     ref = toy_reference(run, 2 * num) if reference is None else reference
     rep = toy_report(samples, ref, metrics=[metric])
     return RunMetric(str(run.path), metric, rep[metric], solver, rec.nfe, steps, afs, codes, int(rep["n"]),

@@ -62,8 +62,9 @@ class SweepResult:
 def sweep(runs: Sequence[Any], solvers: Sequence[str], nfes: Sequence[int], metric: str, *,
           ref: Reference | str | Path | None = None, detector: Any = None, num: int = 2000,
           seeds_start: int = 0, batch_size: int = 256, afs: bool = False, codes: str = "online",
-          progress: bool = False, log: Any = None) -> SweepResult:
-    """Evaluate ``metric`` for every run × solver × NFE (see the module docstring)."""
+          progress: bool = False, log: Any = None, info: Any = None) -> SweepResult:
+    """Evaluate ``metric`` for every run × solver × NFE (see the module docstring); ``info`` (a
+    :class:`qac.train.distributed.DistInfo`) splits each evaluation's seeds over torchrun processes."""
     metric = resolve_metric(metric)
     spec = get_metric(metric)
     for s in solvers:
@@ -97,7 +98,7 @@ def sweep(runs: Sequence[Any], solvers: Sequence[str], nfes: Sequence[int], metr
                     res.skipped.append({"run_name": name, "solver": solver, "nfe": nfe, "reason": str(exc)})
                     continue
                 common = dict(solver=solver, nfe=nfe, num=num, seeds_start=seeds_start, batch_size=batch_size,
-                              codes=codes, afs=afs)
+                              codes=codes, afs=afs, info=info)
                 if spec.domain == "image":
                     m = fid_of_run(run, ref, detector, progress=progress, **common)
                 else:

@@ -152,13 +152,17 @@ class FeatureStats:
         return {"n": n, "sum": self._sum.clone(), "outer": self._outer.clone()}
 
     @classmethod
-    def from_state(cls, state: dict[str, torch.Tensor], keep: int = 0, seed: int = 0) -> FeatureStats:
-        """Rebuild from :meth:`state_dict` output (possibly summed over ranks)."""
+    def from_state(cls, state: dict[str, torch.Tensor], keep: int = 0, seed: int = 0,
+                   kept: np.ndarray | None = None) -> FeatureStats:
+        """Rebuild from :meth:`state_dict` output (possibly summed over ranks), optionally with the
+        reservoir ``kept`` of those features (at most ``keep`` rows)."""
         s = torch.as_tensor(state["sum"], dtype=torch.float64)
         st = cls(int(s.shape[0]), keep=keep, seed=seed)
         st.n = int(round(float(state["n"])))
         st._sum = s.clone()
         st._outer = torch.as_tensor(state["outer"], dtype=torch.float64, device=s.device).clone()
+        if kept is not None:
+            st._kept = np.asarray(kept, dtype=np.float32)[:keep].reshape(-1, st.dim)
         return st
 
 

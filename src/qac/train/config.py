@@ -21,6 +21,11 @@ class TrainConfig:
 
     Schedules follow EDM: linear learning-rate warm-up over ``lr_warmup_steps`` steps, EMA half-life
     ``ema_halflife_img`` images with ramp-up ``ema_rampup_ratio`` (half-life <= ratio * images seen).
+    Paper scale (``qac.train.step``): ``augment`` is EDM's augmentation probability p (CIFAR-10: 0.12),
+    ``batch_gpu`` the rows per process and accumulation round (``None``: no accumulation), ``amp`` autocasts
+    to ``amp_dtype`` (bf16, or fp16 with loss scaling; CUDA only), ``channels_last``/``compile`` are speed
+    options, ``workers`` > 0 loads batches with a DataLoader (worker processes, pinned memory), and
+    ``recipe`` records the recipe the run was made from (``qac.train.recipes``).
     """
 
     data: str = "digits"
@@ -37,6 +42,13 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = False
+    amp_dtype: str = "bf16"
+    augment: float = 0.0
+    batch_gpu: int | None = None
+    channels_last: bool = False
+    compile: bool = False
+    workers: int = 0
+    recipe: str | None = None
     log_every: int = 50
     snapshot_every: int = 500
     grid_every: int = 500
@@ -57,6 +69,10 @@ class TrainConfig:
             (self.ema_halflife_img > 0, "EMA half-life must be > 0"),
             (min(self.log_every, self.snapshot_every, self.grid_every) >= 1, "intervals must be >= 1"),
             (self.grid_size >= 1 and self.grid_steps >= 1, "grid size and steps must be >= 1"),
+            (0.0 <= self.augment <= 1.0, f"--augment must be in [0, 1], got {self.augment}"),
+            (self.batch_gpu is None or self.batch_gpu >= 1, "--batch-gpu must be >= 1"),
+            (self.amp_dtype in ("bf16", "fp16"), f"amp dtype must be bf16 or fp16, got {self.amp_dtype!r}"),
+            (self.workers >= 0, "--workers must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:

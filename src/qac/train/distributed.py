@@ -55,3 +55,32 @@ def barrier(info: DistInfo) -> None:
     """Wait for every rank (no-op in a single process)."""
     if info.enabled:
         dist.barrier()
+
+
+def rank_device(device_name: str, info: DistInfo) -> torch.device:
+    """This process's device: ``cuda:LOCAL_RANK`` under torchrun with CUDA (for ``auto``/``cuda``), else as named."""
+    from qac.util import resolve_device
+
+    if info.enabled and device_name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device(f"cuda:{info.local_rank}")
+    return resolve_device(device_name)
+
+
+def shard(n: int, info: DistInfo) -> slice:
+    """This rank's contiguous block of ``n`` items (ranks in order; the last blocks may be shorter or empty).
+
+    >>> shard(10, DistInfo(1, 3)), shard(10, DistInfo(2, 3)), shard(10, DistInfo())
+    (slice(4, 8, None), slice(8, 10, None), slice(0, 10, None))
+    """
+    per = -(-n // info.world_size)
+    lo = min(info.rank * per, n)
+    return slice(lo, min(lo + per, n))
+
+
+def gather_objects(obj: object, info: DistInfo) -> list:
+    """Every rank's ``obj`` (picklable; move tensors to the CPU first), in rank order, on every rank."""
+    if not info.enabled:
+        return [obj]
+    out: list = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out

@@ -84,7 +84,8 @@ def probe_loss(loss_fn: nn.Module, ema: nn.Module, data: ArrayDataset, seed: int
         return float("nan")
     gen = torch.Generator().manual_seed(derive_seed(seed, step, _PROBE_STREAM))
     n = min(batch, len(data))
-    x0 = data.as_float(torch.randperm(len(data), generator=gen)[:n]).to(device)
+    pick = torch.randperm(len(data), generator=gen)[:n]
+    x0 = (data.as_float(pick) if hasattr(data, "as_float") else _lazy_float(data, pick)).to(device)
     inner = loss_fn.module if isinstance(loss_fn, nn.parallel.DistributedDataParallel) else loss_fn
     sigma = inner.model.formulation.sample_sigma(n, gen, device)
     noise = torch.randn(x0.shape, generator=gen).to(device)
@@ -95,6 +96,11 @@ def probe_loss(loss_fn: nn.Module, ema: nn.Module, data: ArrayDataset, seed: int
         except NonFiniteError:
             return float("nan")
     return float(loss_el.mean())
+
+
+def _lazy_float(data, pick: Tensor) -> Tensor:
+    """Items of a lazily read image set (:class:`qac.data.lazy.FileImages`) as float32 in [-1, 1]."""
+    return data.items(pick).to(torch.float32) / 127.5 - 1.0
 
 
 def check_batch_memory(batch: int, item_shape: tuple[int, ...], device: torch.device) -> None:

@@ -1,7 +1,8 @@
 """The training loop: paper Algorithm 1 (QAC) or plain EDM-style training (``cond='none'``).
 
 Reads top to bottom: set-up, loop (one step = Alg. 1 lines 5-13), report, snapshot. Per-step
-randomness is derived from (seed, rank, step) alone, so resuming from a snapshot continues bit for bit.
+randomness is derived from (seed, step) alone (:mod:`qac.train.step`), so resuming from a snapshot
+continues bit for bit, with any number of processes and accumulation rounds.
 """
 
 from __future__ import annotations
@@ -21,24 +22,27 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from qac.conditions import CodeWeights
-from qac.data import ArrayDataset, open_dataset
+from qac.data import ArrayDataset
 from qac.data.base import check_finite
 from qac.diffusion import denoising_loss
 from qac.errors import QACError
 from qac.model import NonFiniteError, QACModel, build_model
 from qac.sampling.generate import generate
+from qac.train.batches import open_training_data, step_batches
 from qac.train.checkpoint import CKPT, load_snapshot, load_weights, save_checkpoint
 from qac.train.config import TrainConfig, load_config
-from qac.train.distributed import DistInfo, all_reduce_sum, init_distributed
+from qac.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed
 from qac.train.ema import ema_beta, update_ema
 from qac.train.guard import LossGuard, TrainingDiverged, check_batch_memory, probe_loss
 from qac.train.lock import LOCK_NAME, RunLock
 from qac.train.resume import resume_config
 from qac.train.run import code_weights_of
 from qac.train.signals import GracefulStop
-from qac.util import atomic_write_json, derive_seed, resolve_device
+from qac.train.step import StepTools, batch_indices, resolve_augment, train_step
+from qac.util import atomic_write_json, resolve_device
 
-__all__ = ["TrainSummary", "TrainingDiverged", "train", "step_seeds", "batch_indices", "lr_at"]
+__all__ = ["TrainSummary", "TrainingDiverged", "batch_indices", "lr_at", "train"]
+
 
 
 @dataclass(frozen=True)
@@ -61,29 +65,11 @@ class _LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x0: Tensor, sigma: Tensor, noise: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x0: Tensor, sigma: Tensor, noise: Tensor,
+                augment_labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         y_q, idx = self.model.encode(x0) if self.model.conditional else (None, None)
-        return denoising_loss(self.model, x0, sigma, noise, y_q), idx
-
-
-def step_seeds(seed: int, rank: int, step: int) -> tuple[int, int, int]:
-    """Three independent 32-bit seeds for one (seed, rank, step): global RNG (dropout), CPU draws (sigma,
-    flips) and the noise on the training device. All per-step randomness derives from them."""
-    return tuple(derive_seed(seed, rank, step, stream) for stream in range(3))  # type: ignore[return-value]
-
-
-def batch_indices(step: int, batch: int, n: int, seed: int, info: DistInfo) -> Tensor:
-    """Dataset indices of this rank's share of global batch ``step``: epochs of seeded permutations."""
-    per_rank = batch // info.world_size
-    start = step * batch + info.rank * per_rank
-    js = torch.arange(start, start + per_rank)
-    epochs = js // n
-    out = torch.empty_like(js)
-    for e in epochs.unique().tolist():
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + e))
-        sel = epochs == e
-        out[sel] = perm[js[sel] % n]
-    return out
+        extra = {} if augment_labels is None else {"augment_labels": augment_labels}
+        return denoising_loss(self.model, x0, sigma, noise, y_q, **extra), idx
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -115,13 +101,16 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, data: 
     if cfg.batch_size % info.world_size:
         raise QACError(f"batch size {cfg.batch_size} is not divisible by {info.world_size} processes")
     if data is None:
-        data = open_dataset(cfg.data, resolution=cfg.resolution, max_items=cfg.max_items, seed=cfg.seed)
+        data = open_training_data(cfg)
     if len(data) == 0:
         raise QACError(f"dataset {data.name!r} is empty")
-    check_finite(data)
+    if isinstance(data, ArrayDataset):
+        check_finite(data)
     check_batch_memory(cfg.batch_size // info.world_size, data.shape, device)
+    cfg = resolve_augment(cfg, data.kind, tuple(data.shape))
     torch.manual_seed(cfg.seed)  # initial weights depend on the seed alone (identical on every rank)
     model = build_model(cfg.model, data.kind, data.shape).to(device)
+    tools = StepTools(cfg, info, device, model)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     codes = CodeWeights(cfg.model.levels, cfg.model.code_dim, device=device) if model.conditional else None
@@ -132,6 +121,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, data: 
         state = snap.resume_state()
         _load_optimizer(opt, state, snap.path / "resume.pt")
         step = int(state["step"])
+        tools.load_state_dict(state)
         if codes is not None:
             codes.load_state_dict(code_weights_of(snap.code_weights, cfg, snap.path / "codes.safetensors",
                                                   device).state_dict())
@@ -139,6 +129,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, data: 
     if info.enabled:
         loss_module = nn.parallel.DistributedDataParallel(
             loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_module = tools.wrap(loss_module)
+    batches = step_batches(data, cfg, info, step, device) if cfg.workers > 0 else None
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", cfg.to_dict())
@@ -151,7 +143,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, data: 
     try:
         while step < cfg.steps and not stop.requested:
             try:
-                loss, idx, grad_norm = _train_step(loss_module, opt, data, step, cfg, info, device)
+                loss, idx, grad_norm = _train_step(loss_module, opt, data, step, cfg, info, device, tools,
+                                                   None if batches is None else next(batches))
             except NonFiniteError:
                 loss, idx, grad_norm = float("nan"), None, float("nan")
             guard.check(loss, grad_norm, step)
@@ -179,19 +172,21 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, data: 
                 # keep the previous snapshot unless the weights about to replace it give a sane loss
                 probe = probe_loss(loss_module, ema, data, cfg.seed, step, cfg.batch_size, device)
                 guard.check(probe, 0.0, step, before_snapshot=True)
-                _snapshot(run_dir, model, ema, codes, opt, step, cfg, data)
+                _snapshot(run_dir, model, ema, codes, opt, step, cfg, data, tools.state_dict())
                 guard.saved_step = step
     finally:
         bar.close()
         stop.restore()
+    barrier(info)  # rank 0's last snapshot is on disk before any rank returns
     return TrainSummary(run_dir, step, last_loss, time.perf_counter() - t0, interrupted=stop.requested,
                         signal=stop.signum, start_step=start_step)
 
 
 def _snapshot(run_dir: Path, model: QACModel, ema: QACModel, codes: CodeWeights | None,
-              opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, data: ArrayDataset) -> None:
+              opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, data: ArrayDataset,
+              extra: dict[str, Any] | None = None) -> None:
     save_checkpoint(run_dir, model=model, ema=ema, code_weights=None if codes is None else codes.state_dict(),
-                    resume={"optimizer": opt.state_dict(), "step": step},
+                    resume={"optimizer": opt.state_dict(), "step": step, **(extra or {})},
                     meta={"step": step, "nimg": step * cfg.batch_size, "time": time.time(),
                           "data_kind": data.kind, "item_shape": list(data.shape)})
 
@@ -232,29 +227,13 @@ def _check_fresh_folder(run_dir: Path) -> None:
 
 
 def _train_step(loss_module: nn.Module, opt: torch.optim.Optimizer, data: ArrayDataset, step: int,
-                cfg: TrainConfig, info: DistInfo, device: torch.device) -> tuple[float, Tensor | None, float]:
-    """One optimizer step (Alg. 1 lines 5-10); all randomness from :func:`step_seeds`."""
-    global_seed, cpu_seed, noise_seed = step_seeds(cfg.seed, info.rank, step)
-    torch.manual_seed(global_seed)  # dropout and anything else using the global generator
-    cpu_gen = torch.Generator().manual_seed(cpu_seed)
-    x0 = data.as_float(batch_indices(step, cfg.batch_size, len(data), cfg.seed, info))  # uint8 -> [-1, 1]
-    if cfg.xflip and x0.ndim == 4:
-        flip = torch.rand(len(x0), generator=cpu_gen) < 0.5
-        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-    x0 = x0.to(device, non_blocking=True)
-    model = loss_module.module if isinstance(loss_module, nn.parallel.DistributedDataParallel) else loss_module
-    sigma = model.model.formulation.sample_sigma(len(x0), cpu_gen, device)
-    noise_gen = torch.Generator(device=device).manual_seed(noise_seed)  # drawn where it is used
-    noise = torch.randn(x0.shape, generator=noise_gen, device=device)
-    for g in opt.param_groups:
-        g["lr"] = lr_at(step, cfg)
-    opt.zero_grad(set_to_none=True)
-    with torch.autocast(device.type, enabled=cfg.amp and device.type == "cuda"):
-        loss_el, idx = loss_module(x0, sigma, noise)
-    (loss_el.sum() / len(x0)).backward()
-    grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None]))
-    opt.step()
-    return float(loss_el.detach().mean()), idx, grad_norm
+                cfg: TrainConfig, info: DistInfo, device: torch.device, tools: StepTools | None = None,
+                images: Tensor | None = None) -> tuple[float, Tensor | None, float]:
+    """One optimizer step (Alg. 1 lines 5-10) with :func:`qac.train.step.train_step`."""
+    if tools is None:
+        inner = loss_module.module if isinstance(loss_module, nn.parallel.DistributedDataParallel) else loss_module
+        tools = StepTools(cfg, info, device, inner.model)
+    return train_step(loss_module, opt, data, step, cfg, info, device, tools, lr_at(step, cfg), images)
 
 
 def _report(step: int, window: list[float], seconds: float, cfg: TrainConfig, beta: float, grad_norm: float,

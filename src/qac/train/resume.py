@@ -1,7 +1,8 @@
 """Honest resume: a resumed run continues the saved configuration, changed only where that is safe.
 
 ``--resume`` may change run-time settings freely (``RUNTIME_FIELDS``: the total step count, the device,
-mixed precision and the reporting intervals). The optimisation settings in ``OVERRIDABLE`` (learning rate,
+mixed precision, accumulation, data workers, channels_last/compile and the reporting intervals). The
+optimisation settings in ``OVERRIDABLE`` (learning rate,
 warm-up, EMA half-life) change only when named with ``--override`` -- lowering the learning rate after a
 divergence is the usual reason. Everything else (data, model, seed, batch size, ...) defines what is being
 trained and is refused, instead of being silently ignored. A total ``--steps`` below the step the run has
@@ -18,8 +19,8 @@ from typing import Any
 from qac.errors import QACError
 from qac.train.config import TrainConfig
 
-RUNTIME_FIELDS = frozenset({"steps", "device", "amp", "log_every", "snapshot_every", "grid_every", "grid_size",
-                            "grid_steps"})
+RUNTIME_FIELDS = frozenset({"steps", "device", "amp", "amp_dtype", "batch_gpu", "channels_last", "compile", "workers",
+                            "log_every", "snapshot_every", "grid_every", "grid_size", "grid_steps"})
 OVERRIDABLE: dict[str, str] = {"lr": "lr", "warmup": "lr_warmup_steps", "ema-halflife": "ema_halflife_img"}
 OPTION_NAMES: dict[str, str] = {
     "batch_size": "--batch", "lr_warmup_steps": "--warmup", "ema_halflife_img": "--ema-halflife",
@@ -52,6 +53,9 @@ def resume_config(saved: TrainConfig, requested: TrainConfig, current_step: int,
                   overrides: Iterable[str] = ()) -> TrainConfig:
     """``requested`` if it differs from ``saved`` only where allowed; QACError naming the first refused change."""
     allowed = RUNTIME_FIELDS | override_fields(overrides)
+    if requested.model.augment_dim is None:  # "the preset's": the saved config holds the width it resolved to
+        requested = dataclasses.replace(
+            requested, model=dataclasses.replace(requested.model, augment_dim=saved.model.augment_dim))
     old, new = _flat(saved), _flat(requested)
     refused = [k for k in old if old[k] != new[k] and k not in allowed]
     if refused:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from qac.train.checkpoint import (
     save_offline_codes,
 )
 from qac.train.config import TrainConfig, load_config
+from qac.train.distributed import DistInfo, all_reduce_sum, barrier, shard
 from qac.train.lock import RunLock
 from qac.util import resolve_device
 
@@ -96,27 +98,41 @@ def _data_signature(meta: dict, cfg: TrainConfig) -> tuple[str, tuple[int, ...]]
 
 
 @torch.no_grad()
-def collect_codes(model: QACModel, data: ArrayDataset, *, batch_size: int = 256,
-                  progress: bool = True) -> CodeWeights:
-    """Offline collection (paper §3.3): histogram of code indices of the whole dataset under the encoder."""
+def collect_codes(model: QACModel, data: ArrayDataset, *, batch_size: int = 256, progress: bool = True,
+                  info: DistInfo | None = None) -> CodeWeights:
+    """Offline collection (paper §3.3): histogram of code indices of the whole dataset under the encoder.
+
+    Under torchrun (``info``) each rank encodes its block of the items and the counts are summed (exact).
+    """
     if not model.conditional:
         raise QACError("offline collection needs a QAC model (this run was trained with --cond none)")
+    info = info or DistInfo()
     device = next(model.parameters()).device
     if batch_size < 1:
         raise QACError(f"batch size must be >= 1, got {batch_size}")
     hist = CodeWeights(model.levels, model.code_dim)
-    n = len(data)
-    for lo in tqdm(range(0, n, batch_size), disable=not progress, desc="collect", unit="batch"):
-        _, idx = model.encode(data.as_float(slice(lo, lo + batch_size)).to(device))
+    mine = shard(len(data), info)
+    for lo in tqdm(range(mine.start, mine.stop, batch_size), disable=not progress, desc="collect", unit="batch"):
+        _, idx = model.encode(data.as_float(slice(lo, min(lo + batch_size, mine.stop))).to(device))
         hist.weights += hist.batch_counts(idx.cpu())
+    if info.enabled:
+        counts = hist.weights.to(device)
+        hist.weights.copy_(all_reduce_sum(counts, info).cpu())
     return hist
 
 
-def collect_run(run: LoadedRun, *, batch_size: int = 256, progress: bool = True) -> Path:
+def collect_run(run: LoadedRun, *, batch_size: int = 256, progress: bool = True,
+                info: DistInfo | None = None) -> Path:
     """Encode the run's training set with its EMA encoder and store the offline histogram beside it.
 
-    The run folder is locked for the duration (one writer at a time, see :class:`qac.train.lock.RunLock`).
+    The run folder is locked by rank 0 for the duration (one writer at a time, see
+    :class:`qac.train.lock.RunLock`); under torchrun every rank encodes its block and rank 0 writes.
     """
-    with RunLock(run.path, "collect"):
-        hist = collect_codes(run.model, run.dataset(), batch_size=batch_size, progress=progress)
-        return save_offline_codes(run.path, hist.state_dict(), {"step": run.step, "items": int(hist.total())})
+    info = info or DistInfo()
+    with RunLock(run.path, "collect") if info.is_main else contextlib.nullcontext():
+        hist = collect_codes(run.model, run.dataset(), batch_size=batch_size, progress=progress, info=info)
+        path = run.path / "codes_offline.safetensors"
+        if info.is_main:
+            path = save_offline_codes(run.path, hist.state_dict(), {"step": run.step, "items": int(hist.total())})
+        barrier(info)
+    return path
