@@ -14,7 +14,7 @@ from qac.errors import QACError
 # Names of qac.conditions.fsq.STE_MODES and its DEFAULT_STE, spelled out so that the CLI loads without torch
 # (tests/conditions/test_ste_modes.py keeps them equal).
 STE_CHOICES = ("identity", "sigmoid", "bounded", "softclip")
-STE_DEFAULT = "identity"
+STE_DEFAULT = "sigmoid"
 
 
 @click.command()

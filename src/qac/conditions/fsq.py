@@ -146,7 +146,7 @@ STE_MODES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 #: The paper's form (reachable with ``--ste identity``).
 PAPER_STE = "identity"
 #: The default, chosen by measurement (``benchmarks/ste.py`` -> ``docs/results/ste.md``).
-DEFAULT_STE = "identity"
+DEFAULT_STE = "sigmoid"
 
 
 def fsq_quantize(y: torch.Tensor, levels: Levels, ste: str = DEFAULT_STE) -> torch.Tensor:
