@@ -1,7 +1,7 @@
 """Scores of edited images against the originals: PSNR and SSIM per image.
 
 Images are in [-1, 1] (data range 2); results are clamped to that range before scoring, as they are when
-saved as PNG. SSIM is scikit-image's ``structural_similarity`` (Wang et al. 2004, 7×7 Gaussian-free window,
+saved as PNG. SSIM is scikit-image's ``structural_similarity`` (Wang et al. 2004, its default 7×7 uniform window,
 channels averaged), an optional dependency: ``pip install 'qac[edit]'``.
 
 >>> import torch
