@@ -1,4 +1,4 @@
-"""2-D toy benchmark: I-CFM baseline vs QAC on three data sets, three seeds (rne_fsq_cfm §7).
+"""2-D toy benchmark: I-CFM baseline vs QAC on three data sets, three seeds (docs/design.md §11).
 
 Writes docs/results/toy2d.md (mean ± std), docs/results/toy2d.json (raw rows) and
 docs/results/toy2d_trajectories.png. Budget: about 15 minutes on 2 CPU cores with the defaults.
@@ -37,7 +37,7 @@ NOTES = """
   (level 0 or 3 in each dimension). A likely cause is the identity straight-through gradient on the logits
   y (paper form y + sg(floor(L sigmoid y) - y)): nothing bounds y, the logits saturate the sigmoid (QAC grad
   norms reach 10^3, 100x the baseline's, in stats.jsonl) and the inner levels are never visited. The
-  reference notes put the STE on L*sigmoid(y) instead.
+  RNE/FSQ-style reference implementations put the STE on L*sigmoid(y) instead.
 * RK45 NFE (about 400-450 here, about 100 in the pilot) does not separate the methods, as the notes predict
   for 2-D.
 * The numbers were produced after the per-seed code draw was decoupled from the per-seed noise stream; with

@@ -43,7 +43,7 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
 
 
 def state_dtype(device: torch.device) -> torch.dtype:
-    """Solver/state arithmetic dtype (SPEC §0): float64, except float32 on MPS."""
+    """Solver/state arithmetic dtype (docs/design.md §0): float64, except float32 on MPS."""
     return torch.float32 if device.type == "mps" else torch.float64
 
 

@@ -1,4 +1,4 @@
-"""Schedules against the reference test vectors (edm_diffsampler.md §2.2) and input checks."""
+"""Schedules against the reference test vectors (docs/design.md §4) and input checks."""
 
 from __future__ import annotations
 

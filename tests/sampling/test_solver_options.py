@@ -114,7 +114,7 @@ def test_adams_solve_equals_the_slope_form():
 
 
 def _dpmpp_per_step(den, x, s, max_order, weight, top_h=None):
-    """Independent per-step DPM-Solver++ (divided differences on tensors, as in the reference notes)."""
+    """Independent per-step DPM-Solver++ (divided differences on tensors, as in the DPM-Solver++ paper)."""
     lam = [-math.log(v) for v in s]
     steps, hist = len(s) - 1, []
     for i in range(steps):

@@ -34,7 +34,7 @@ PEER_GRIDS: dict[str, tuple[str, float | None]] = {
     "dpmpp_2m": ("logsnr", None), "dpmpp_3m": ("logsnr", None), "unipc": ("logsnr", None),
     "deis": ("time_uniform", 2.0),
 }
-"""diff-sampler's default grid per solver (reference notes ``edm_diffsampler.md`` §2.8)."""
+"""diff-sampler's default grid per solver (diff-sampler's README and launch scripts; see docs/solvers.md)."""
 
 TARGET_NFES = (3, 4, 5, 6, 8, 10, 20)
 ORDER_NFES = (64, 128, 256, 512)

@@ -1,4 +1,4 @@
-"""CPU 2-D toy benchmark: baseline (independent coupling, I-CFM) vs QAC (reference notes rne_fsq_cfm §7).
+"""CPU 2-D toy benchmark: baseline (independent coupling, I-CFM) vs QAC (docs/design.md §11).
 
 Both methods share everything but the condition: rectified-flow formulation (t ~ U, v-loss), the package
 MLP, Adam, batch, steps, seeds. Per (data set, method, seed) :func:`run_one` trains a run and measures
@@ -222,7 +222,7 @@ def markdown_report(rows: Sequence[dict[str, Any]], cfg: ToyBenchConfig, seconds
     heads = ["L_CFM", *[f"Curv(K={k})" for k in cfg.curvature_steps], *[f"ED@{n}" for n in cfg.nfes],
              "ED floor", "RK45 NFE", "perplexity", "codes > 1e-3", "train s"]
     lines = ["# 2-D toy benchmark: I-CFM baseline vs QAC", "",
-             "Written by `benchmarks/toy2d.py` (protocol: reference notes rne_fsq_cfm §7, scaled to the CPU "
+             "Written by `benchmarks/toy2d.py` (protocol: docs/design.md §11, scaled to the CPU "
              "budget). Mean ± std over seeds " + ", ".join(map(str, cfg.seeds)) + ".", "",
              f"Set-up: rectified-flow formulation (t ~ U), package MLP, Adam lr {cfg.lr}, batch "
              f"{cfg.batch_size}, {cfg.steps} steps, EMA weights; QAC code: d = {cfg.code_dim}, "

@@ -1,4 +1,4 @@
-"""The QAC part (SPEC §3): FSQ quantizer, condition encoder E_phi and the code sampling weights.
+"""The QAC part (docs/design.md §3): FSQ quantizer, condition encoder E_phi and the code sampling weights.
 
 Typical training step (paper Algorithm 1)::
 

@@ -1,4 +1,4 @@
-"""The condition encoder E_phi: clean data x0 -> unquantized logits y in R^d (paper §3.2, SPEC §3).
+"""The condition encoder E_phi: clean data x0 -> unquantized logits y in R^d (paper §3.2, docs/design.md §3).
 
 For images it is the downsampling half of the denoiser's U-Net, slimmed: ``model_channels // 4`` channels
 (at least 8; GroupNorm groups follow :func:`qac.nn.num_groups`, which always divides the width),

@@ -1,4 +1,4 @@
-"""QAC's finite scalar quantizer (paper §3.2, SPEC §3).
+"""QAC's finite scalar quantizer (paper §3.2, docs/design.md §3).
 
 Per channel ``f(y) = floor(L * sigmoid(y))``, clamped to ``L - 1`` (in float32 the sigmoid rounds to
 exactly 1.0 for ``y`` above ~17, which would give ``L``), with a straight-through estimator

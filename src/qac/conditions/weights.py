@@ -1,4 +1,4 @@
-"""Sampling weights over the code space (paper §3.3 online/offline collection, SPEC §3).
+"""Sampling weights over the code space (paper §3.3 online/offline collection, docs/design.md §3).
 
 Online: ``w`` starts at 0 and after each batch ``w <- mu * w + (1 - mu) * count(index in batch)``, with ``mu``
 the parameter-EMA decay of that step; under DDP the caller all-reduces :meth:`CodeWeights.batch_counts`
@@ -85,7 +85,7 @@ class CodeWeights:
         return self.weights / tot
 
     def uniform_over_used(self, threshold: float = 0.0) -> CodeWeights:
-        """New weights, uniform over codes with probability ``> threshold`` (sampling option of SPEC §3)."""
+        """New weights, uniform over codes with probability ``> threshold`` (sampling option of docs/design.md §3)."""
         out = CodeWeights(self.levels, self.dim, device=self.weights.device)
         out.weights = (self.probs() > threshold).to(torch.float64)
         if not bool(out.weights.any()):

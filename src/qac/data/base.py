@@ -1,6 +1,6 @@
 """The in-memory dataset every source is turned into, plus small shared helpers.
 
-An :class:`ArrayDataset` holds the whole data set as one tensor (SPEC §0 conventions):
+An :class:`ArrayDataset` holds the whole data set as one tensor (docs/design.md §0):
 
 * images: ``uint8 [N, C, H, W]`` with C in {1, 3}, H == W; :meth:`ArrayDataset.as_float` maps
   them to float32 in [-1, 1] by ``x / 127.5 - 1`` (0 -> -1, 255 -> 1 exactly);

@@ -1,4 +1,4 @@
-"""Image folders and EDM-style zips (``reference/edm_diffsampler.md`` §1.8), read with PIL.
+"""Image folders and EDM-style zips (docs/design.md §10), read with PIL.
 
 * Files: ``.png .jpg .jpeg .bmp .webp`` (any case), found recursively, in sorted order of their
   relative POSIX path; names with a component starting with ``.`` (and ``__MACOSX``) are skipped.

@@ -1,6 +1,6 @@
 """Toy 2-D data sets (infinite streams with seeded generators).
 
-Definitions follow the CPU toy benchmark in ``reference/rne_fsq_cfm.md`` §7 where it fixes them
+Definitions follow the CPU toy benchmark in docs/design.md §11 where it fixes them
 (8gaussians, moons, checkerboard); spirals and rings are ours, on the same scale (points within
 about [-4, 4]^2, per-axis std 1-3). Every sampler also returns the index of the mixture component
 a point came from (the "oracle condition" of §7), stored as the data set's labels.
@@ -116,7 +116,7 @@ TOY_DATASETS: Mapping[str, ToySpec] = MappingProxyType({
 TOY_ALIASES: Mapping[str, str] = MappingProxyType({
     "8gauss": "8gaussians", "checker": "checkerboard", "2spirals": "spirals", "circles": "rings",
 })
-"""Alternative spellings (the names used in ``reference/rne_fsq_cfm.md``)."""
+"""Alternative spellings (the names used in docs/design.md §11)."""
 
 
 def toy_spec(name: str) -> ToySpec:

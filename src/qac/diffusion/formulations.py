@@ -1,4 +1,4 @@
-"""Diffusion formulations as preconditioning rules (SPEC §1).
+"""Diffusion formulations as preconditioning rules (docs/design.md §1).
 
 Every formulation turns a raw backbone F into the denoiser
 
@@ -157,7 +157,7 @@ class VE(Formulation):
 
 @dataclass(frozen=True)
 class RF(Formulation):
-    """Rectified flow trained as v-prediction, exposed to samplers as an EDM denoiser (SPEC §1).
+    """Rectified flow trained as v-prediction, exposed to samplers as an EDM denoiser (docs/design.md §1).
 
     Training: x_t = (1-t) x0 + t n, loss ||v - (n - x0)||^2, t ~ U(eps, 1-eps) (or logit-normal).
     With sigma = t/(1-t) we have x_sigma = x_t/(1-t) = x0 + sigma n and D = x_t - t v, hence
@@ -209,7 +209,7 @@ def get_formulation(name: str) -> Formulation:
 
 
 def default_sigma_range(formulation: Formulation) -> tuple[float, float]:
-    """(sigma_min, sigma_max) for sampling: EDM's 0.002/80 for every formulation (SPEC §0)."""
+    """(sigma_min, sigma_max) for sampling: EDM's 0.002/80 for every formulation (docs/design.md §0)."""
     del formulation
     return 0.002, 80.0
 

@@ -1,9 +1,9 @@
-"""Per-t L_CFM and ODE-trajectory curvature of a trained run (paper Tab. 1, Eq. 12/17; SPEC §5).
+"""Per-t L_CFM and ODE-trajectory curvature of a trained run (paper Tab. 1, Eq. 12/17; docs/design.md §5).
 
 * L_CFM(t) on held-out data: for QAC each clean x₀ gets **its own code** from the EMA encoder,
   y_q = E(x₀) (bound through the ``x0_batch`` argument of :func:`qac.metrics.cfm.cfm_loss_curve`);
   the baseline ignores it. Per-dimension mean, rectified-flow time t (t = 0 data, t = 1 noise).
-* Curvature (RNE ``utils.straightness``, reference notes rne_fsq_cfm §2.6): Euler with K steps (default
+* Curvature (RNE ``utils.straightness``, docs/design.md §5): Euler with K steps (default
   100) on a grid **uniform in RF time** t = σ/(1+σ) from t_max = σ_max/(1+σ_max) down to 0, from prior
   noise (QAC: codes drawn from the code weights), measured with
   :func:`qac.metrics.trajectory.curvature_sigma`.

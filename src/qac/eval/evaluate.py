@@ -1,4 +1,4 @@
-"""Metrics of trained runs: FID (or a ``proxy_*`` Fréchet distance) and toy distances (SPEC §5).
+"""Metrics of trained runs: FID (or a ``proxy_*`` Fréchet distance) and toy distances (docs/design.md §5).
 
 Samples are generated in batches straight into the statistics, never written to disk. Sample k uses
 seed ``seeds_start + k`` alone (its noise and its code; EDM protocol: seeds 0–49999 for FID-50k).

@@ -1,4 +1,4 @@
-"""Metric vs NFE for several runs and solvers: CSV, markdown table and plot (SPEC §5).
+"""Metric vs NFE for several runs and solvers: CSV, markdown table and plot (docs/design.md §5).
 
 Every (run, solver, NFE) is evaluated under the same seeds; a pair the solver cannot spend exactly
 (e.g. Heun at an odd NFE without AFS) is skipped with a note instead of failing. Metrics:

@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC §5): FID core and detectors, proxies, toy metrics, curvature, L_CFM."""
+"""Evaluation metrics (docs/design.md §5): FID core and detectors, proxies, toy metrics, curvature, L_CFM."""
 
 from qac.metrics.cfm import cfm_loss_curve, gaussian_cfm_loss, velocity_cfm_loss_curve, velocity_from_denoiser
 from qac.metrics.detectors import Detector, TorchScriptDetector, find_detector, load_detector, open_detector

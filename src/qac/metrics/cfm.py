@@ -1,4 +1,4 @@
-"""Per-t conditional flow-matching loss L_CFM(t) on held-out data (paper Eq. 12/17, SPEC §5).
+"""Per-t conditional flow-matching loss L_CFM(t) on held-out data (paper Eq. 12/17, docs/design.md §5).
 
 Rectified-flow path with t = 0 data and t = 1 noise (the paper's convention):
 

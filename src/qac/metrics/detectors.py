@@ -1,4 +1,4 @@
-"""Feature detectors for FID, loaded from local TorchScript files only (SPEC §5).
+"""Feature detectors for FID, loaded from local TorchScript files only (docs/design.md §5).
 
 Two known files hold the TF Inception-v3 graph ``inception-2015-12-05`` (2048-d pool3 features):
 

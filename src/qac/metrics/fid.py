@@ -1,4 +1,4 @@
-"""FID pipeline: images -> detector features -> :class:`FeatureStats` -> Fréchet distance (SPEC §5).
+"""FID pipeline: images -> detector features -> :class:`FeatureStats` -> Fréchet distance (docs/design.md §5).
 
 Works for any :class:`~qac.metrics.detectors.Detector`: the Inception detectors give FID, the proxy
 detectors of :mod:`qac.metrics.proxies` give ``proxy_*`` distances with the same machinery.

@@ -1,4 +1,4 @@
-"""Fréchet distance and KID on feature statistics (SPEC §5), plus the result record.
+"""Fréchet distance and KID on feature statistics (docs/design.md §5), plus the result record.
 
 Fréchet distance between N(μ₁, Σ₁) and N(μ₂, Σ₂) (Heusel et al. 2017; EDM ``fid.py``):
 

@@ -1,4 +1,4 @@
-"""Proxy image metrics for machines without an Inception file (SPEC §5). They are **not FID**.
+"""Proxy image metrics for machines without an Inception file (docs/design.md §5). They are **not FID**.
 
 Every name starts with ``proxy_`` and every result says so:
 

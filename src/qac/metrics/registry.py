@@ -1,4 +1,4 @@
-"""Metric registry: name -> :class:`MetricSpec` (SPEC §5). Proxies are flagged and named ``proxy_*``.
+"""Metric registry: name -> :class:`MetricSpec` (docs/design.md §5). Proxies are flagged and named ``proxy_*``.
 
 Set metrics compare two sets directly (``fn(a, b) -> result``); Fréchet metrics are defined by a
 detector factory and go through streaming statistics and reference files (:mod:`qac.metrics.fid`).

@@ -1,4 +1,4 @@
-"""Streaming feature statistics (SPEC §5) and EDM-compatible reference files.
+"""Streaming feature statistics (docs/design.md §5) and EDM-compatible reference files.
 
 :class:`FeatureStats` accumulates, in float64, the count N, the sum Σf and the sum of outer products
 Σffᵀ of D-dimensional features, so that (EDM ``fid.py`` protocol)

@@ -1,4 +1,4 @@
-"""Sample-quality metrics for toy point clouds ``[N, D]`` (SPEC §5, reference notes rne_fsq_cfm §7).
+"""Sample-quality metrics for toy point clouds ``[N, D]`` (docs/design.md §5 and §11).
 
 * :func:`energy_distance` (primary): unbiased energy distance
   ED = 2·mean_{i,j}‖aᵢ − bⱼ‖ − mean_{i≠i'}‖aᵢ − aᵢ'‖ − mean_{j≠j'}‖bⱼ − bⱼ'‖ (can be slightly negative).

@@ -1,4 +1,4 @@
-"""Curvature (straightness) of ODE trajectories, as in RNE (SPEC §5; reference notes rne_fsq_cfm §2.6).
+"""Curvature (straightness) of ODE trajectories, as in RNE (docs/design.md §5; docs/design.md §5).
 
 Liu et al.'s straightness S = ∫₀¹ E‖(Z₁ − Z₀) − dZ_s/ds‖² ds, discretised on the sampler's own grid as
 RNE does (``utils.straightness``): with s the time rescaled to [0, 1] (s = (t − t₀)/(t_K − t₀)),

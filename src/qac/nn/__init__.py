@@ -1,4 +1,4 @@
-"""Backbones F (SPEC §2): the DDPM++ U-Net, the toy MLP, and their shared embeddings.
+"""Backbones F (docs/design.md §2): the DDPM++ U-Net, the toy MLP, and their shared embeddings.
 
 Every backbone has ``forward(x, c_noise, code=None)`` returning a tensor shaped like ``x`` and an attribute
 ``code_dim``; with ``code_dim > 0`` it owns the QAC code-embedding MLP whose output is added to the noise

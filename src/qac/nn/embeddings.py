@@ -2,7 +2,7 @@
 
 The noise embedding follows EDM's ``PositionalEmbedding``; the code embedding is the two-layer
 MLP of paper §3.2 ("two MLP layers map the condition code to the same dimension as the time
-embedding and then add them together"), SPEC §3.
+embedding and then add them together"), docs/design.md §3.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class PositionalEmbedding(nn.Module):
 
 
 class CodeEmbedding(nn.Module):
-    """The QAC code embedding ``Linear(d -> E) -> SiLU -> Linear(E -> E)`` (paper §3.2, SPEC §3).
+    """The QAC code embedding ``Linear(d -> E) -> SiLU -> Linear(E -> E)`` (paper §3.2, docs/design.md §3).
 
     Its output is *added* to the noise embedding before the backbone's mapping MLP (where EDM adds
     ``map_label``). The input is the quantized code as float; callers pass

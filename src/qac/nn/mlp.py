@@ -1,4 +1,4 @@
-"""Toy MLP backbone F for points [B, D] with the same conditioning path as the U-Net (SPEC §2-3).
+"""Toy MLP backbone F for points [B, D] with the same conditioning path as the U-Net (docs/design.md §2-3).
 
 ``e = Pos(c_noise) [+ CodeEmbedding(code)]`` (width ``emb_dim``) -> ``SiLU(Linear)`` twice to ``hidden``;
 the trunk is ``h = Linear(D -> hidden)(x)`` then ``depth`` times ``h = Linear(SiLU(h)) + Linear(e)``

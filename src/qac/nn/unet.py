@@ -1,4 +1,4 @@
-"""DDPM++ U-Net backbone F (EDM SongUNet semantics, SPEC §2) with the QAC code input (SPEC §3).
+"""DDPM++ U-Net backbone F (EDM SongUNet semantics, docs/design.md §2) with the QAC code input (docs/design.md §3).
 
 Mapping network (order as in EDM): ``e = Pos(c_noise)`` (endpoint, ``[sin, cos]``), ``+ CodeEmbedding(code)``
 when ``code_dim > 0`` (paper §3.2), ``+ Linear_nobias(augment_labels)`` when given, then

@@ -1,4 +1,4 @@
-"""Fast diffusion samplers (SPEC §4): schedules, one solver registry, and :func:`sample`.
+"""Fast diffusion samplers (docs/design.md §4): schedules, one solver registry, and :func:`sample`.
 
 >>> import torch
 >>> from qac.sampling import sample

@@ -1,6 +1,6 @@
 """The one solver registry: name -> :class:`SolverEntry` (function, order, NFE rule, AFS, noise).
 
-NFE rules (SPEC §4, reference §2.4), with N = steps = len(sigmas) - 1, A = [afs], Z = [last sigma == 0]:
+NFE rules (docs/design.md §4), with N = steps = len(sigmas) - 1, A = [afs], Z = [last sigma == 0]:
 
 - one evaluation per step (euler, dpmpp_2m, dpmpp_3m, unipc, deis, ipndm, ipndm_v, euler_maruyama): N - A
 - two per step (heun, dpm2, edm_sde): 2N - A - Z (a final step to sigma = 0 is plain Euler)

@@ -1,4 +1,4 @@
-"""``sample()``: schedule + unit noise + solver -> samples, with exact NFE accounting (SPEC §4)."""
+"""``sample()``: schedule + unit noise + solver -> samples, with exact NFE accounting (docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""Noise-level schedules: ``steps + 1`` sigmas from ``sigma_max`` down to ``sigma_min`` (SPEC §4).
+"""Noise-level schedules: ``steps + 1`` sigmas from ``sigma_max`` down to ``sigma_min`` (docs/design.md §4).
 
 Every schedule returns a strictly decreasing float64 list ``sigma_0 = sigma_max > ... > sigma_N = sigma_min``
 (``N = steps`` solver steps). With ``final_zero=True`` the last point is ``sigma = 0`` instead: the
 positive part then has ``steps`` points ``sigma_max ... sigma_min`` followed by ``0`` (EDM's convention,
 whose Heun sampler with N = 18 points spends 2N - 1 = 35 evaluations).
 
-Schedules (reference notes ``edm_diffsampler.md`` §2.2, with ``n = `` number of positive points):
+Schedules (docs/design.md §4, with ``n = `` number of positive points):
 
 - ``polynomial`` (EDM/Karras, default rho = 7):
   sigma_i = (sigma_max^(1/rho) + i/(n-1) * (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho.
@@ -103,7 +103,7 @@ def make_sigmas(schedule: str | Sequence[float] = "polynomial", steps: int | Non
                 sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float | None = None,
                 final_zero: bool = False, device: torch.device | str = "cpu",
                 dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Build the sigma grid: a strictly decreasing tensor of ``steps + 1`` noise levels (SPEC §4).
+    """Build the sigma grid: a strictly decreasing tensor of ``steps + 1`` noise levels (docs/design.md §4).
 
     ``schedule`` is a name from :data:`SCHEDULES` or a custom list of sigmas (then ``steps`` may be
     omitted; if given it must equal ``len(list) - 1``). ``rho=None`` takes the schedule's default

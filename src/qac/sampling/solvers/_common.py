@@ -1,6 +1,6 @@
 """Shared pieces of every solver: the first evaluation (with AFS), thresholding, callback, noise.
 
-Conventions (SPEC §4, reference ``edm_diffsampler.md`` §2.3): the state ``x`` lives in sigma-space,
+Conventions (docs/design.md §4, docs/solvers.md): the state ``x`` lives in sigma-space,
 ``x_sigma = x0 + sigma * n``; the probability-flow ODE is ``dx/dsigma = d = (x - D(x; sigma)) / sigma``;
 ``lambda = -ln sigma``. Solvers never modify tensors in place, so a callback may keep references.
 """
@@ -65,7 +65,7 @@ def randn_like(x: Tensor, generator: Generator) -> Tensor:
     """Unit Gaussian noise shaped like ``x``.
 
     ``generator`` may be ``None`` (global RNG), one ``torch.Generator`` for the whole batch, or one
-    generator per row (then row k depends only on generator k, whatever the batch size: SPEC §0).
+    generator per row (then row k depends only on generator k, whatever the batch size: docs/design.md §0).
     Noise is drawn in float32 on the generator's device and cast, as :func:`qac.util.per_seed_randn`.
     """
     if generator is None:

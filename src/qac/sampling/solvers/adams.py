@@ -1,7 +1,7 @@
 """Adams–Bashforth families on the slope ``d = (x - D)/sigma``: iPNDM, iPNDM-v and DEIS-tAB.
 
 All three are ``x_{i+1} = x_i + sum_j C_{i,j} d_{i-j}`` with ``q = min(max_order, i + 1)`` (warm start).
-They differ only in the coefficients ``C_{i,j}`` (reference notes ``edm_diffsampler.md`` §2.3):
+They differ only in the coefficients ``C_{i,j}`` (docs/solvers.md):
 
 - ``ipndm``: the fixed uniform-step AB coefficients times ``h_i = sigma_{i+1} - sigma_i``
   (1; 3/2, -1/2; 23/12, -16/12, 5/12; 55/24, -59/24, 37/24, -9/24), as in diff-sampler.

@@ -1,6 +1,6 @@
 """Data-prediction multistep solvers in lambda = -ln sigma: DPM-Solver++ 2M/3M and UniPC-bh2.
 
-Reference notes ``edm_diffsampler.md`` §2.3 (DPM-Solver++, Lu et al. 2022; UniPC, Zhao et al. 2023).
+docs/solvers.md (DPM-Solver++, Lu et al. 2022; UniPC, Zhao et al. 2023).
 With ``h = lambda_{i+1} - lambda_i`` and history ``m_k = D(x_k; sigma_k)`` the first-order step is DDIM,
 ``x_{i+1} = (sigma_{i+1}/sigma_i) x_i - expm1(-h) m_i``. Higher orders add divided differences of the
 history. ``lower_order_final`` (default on) lowers the order near the end so that the last step is
@@ -123,7 +123,8 @@ def dpmpp_3m(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback 
     """DPM-Solver++(3M): ``x_{i+1} = (s_{i+1}/s_i) x_i - phi1 m_i + phi2 D1 - w phi3 D2``.
 
     ``D1 ~ h m'`` and ``D2 = (D1_0 - D1_1)/(r0 + r1) ~ h^2 m''/2`` are the divided differences of the
-    reference notes; ``phi2 = phi1/h + 1``, ``phi3 = phi2/h - 1/2``. The exact integral of the quadratic
+    DPM-Solver++ paper (Lu et al. 2022); ``phi2 = phi1/h + 1``, ``phi3 = phi2/h - 1/2``. The exact integral
+    of the quadratic
     interpolant, ``int_0^h e^(u-h) u^2/2 du = -h^2 phi3``, needs ``w = 2`` (``d2_weight="exact"``); the
     published form (DPM-Solver code, diff-sampler) has ``w = 1`` (``d2_weight="phi3"``), which integrates only
     linear data predictions exactly and is second order.

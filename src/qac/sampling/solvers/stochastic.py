@@ -1,7 +1,7 @@
 """Stochastic samplers: EDM's churn sampler (Algorithm 2) and Euler–Maruyama on the reverse VE SDE.
 
 Noise comes from ``generator``: ``None`` (global RNG), one ``torch.Generator``, or one generator per
-batch row (row k then depends only on generator k: SPEC §0 per-seed randomness).
+batch row (row k then depends only on generator k: docs/design.md §0 per-seed randomness).
 """
 
 from __future__ import annotations
