@@ -30,3 +30,15 @@ def test_bench_solvers_user_errors_exit_2():
     for args in (["--nfe", "a,b"], ["--nfe", "0"], ["--solvers", "nope"], ["--dim", "0"]):
         res = CliRunner().invoke(main, ["bench-solvers", *args])
         assert res.exit_code == 2 and "error:" in res.output, args
+
+
+def test_bench_solvers_peer_grid_changes_the_grid_not_the_rule(tmp_path):
+    poly = CliRunner().invoke(main, ["bench-solvers", "--nfe", "4,8", "--solvers", "dpmpp_2m,euler", "--batch", "4"])
+    peer = CliRunner().invoke(main, ["bench-solvers", "--nfe", "4,8", "--solvers", "dpmpp_2m,euler", "--batch", "4",
+                                     "--grid", "peer", "--out", str(tmp_path), "--no-plot"])
+    assert poly.exit_code == 0 and peer.exit_code == 0, peer.output
+    row = {line.split("|")[1].strip(): line for line in poly.output.splitlines() if line.startswith("| ")}
+    prow = {line.split("|")[1].strip(): line for line in peer.output.splitlines() if line.startswith("| ")}
+    assert row["euler"] == prow["euler"]          # Euler's peer grid is the same polynomial rho = 7 grid
+    assert row["dpmpp_2m"] != prow["dpmpp_2m"]    # DPM-Solver++ moves to the logSNR grid
+    assert "--grid peer" in (tmp_path / "gmm_solvers.md").read_text()

@@ -172,7 +172,8 @@ def peer_markdown(rows: Sequence[BenchRow], errs: dict[str, dict[int, float | No
     return "\n".join(lines) + "\n"
 
 
-def _plot(rows: dict[str, dict[int, float | None]], path: Path, title: str) -> None:
+def plot_errors(rows: dict[str, dict[int, float | None]], path: Path, title: str) -> None:
+    """Error vs NFE on log-log axes, one line per row (dashed: published forms); ImportError without matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     (args.out / "gmm_solvers.md").write_text(text)
     print(text, end="")
     try:
-        _plot(errs, args.out / "gmm_solvers.png", "GMM bench, peers' default grids (dashed: published forms)")
+        plot_errors(errs, args.out / "gmm_solvers.png", "GMM bench, peers' default grids (dashed: published forms)")
     except ImportError:
         print("matplotlib missing: no plot")
 
