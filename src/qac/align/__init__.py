@@ -1,0 +1,1 @@
+"""Timestep aligner and Q-Sched-style scalars (docs/design.md §8)."""
