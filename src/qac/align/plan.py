@@ -8,9 +8,9 @@ autograd which offsets each grid state depends on, so no solver needs to describ
 belongs to its step; UniPC's corrector evaluation at ``sigma_{i+1}`` belongs to step ``i``; with AFS the
 first step has none).
 
->>> plan = make_plan("heun", 5)
+>>> plan = make_plan("heun", 5, afs=True)
 >>> plan.steps, plan.eval_steps
-(3, (0, 0, 1, 1, 2))
+(3, (0, 1, 1, 2, 2))
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class EvalPlan:
                 "sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "rho": self.rho}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def _probe(x: Tensor, sigma: Tensor, noise_sigma: Tensor | None = None) -> Tensor:

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "fid": ("qac.cli.fid_cmds", "fid", "FID/proxy reference statistics and scores."),
     "analyze": ("qac.cli.eval_cmds", "analyze", "L_CFM(t) and trajectory curvature of a run."),
     "sweep": ("qac.cli.eval_cmds", "sweep_cmd", "A metric vs NFE for runs x solvers."),
+    "align": ("qac.cli.align_cmds", "align_cmd", "Timestep aligner (+ Q-Sched scalars) for a run and solver."),
 }
 
 

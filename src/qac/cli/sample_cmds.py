@@ -51,10 +51,11 @@ def parse_solver_opts(items: tuple[str, ...]) -> dict[str, float | int | str]:
 @click.option("--batch", "batch_size", type=int, default=256)
 @click.option("--device", default="auto")
 @click.option("--raw-weights", is_flag=True, help="Use the raw (non-EMA) weights.")
+@click.option("--aligner", type=click.Path(dir_okay=False), default=None, help="Aligner JSON from `qac align`.")
 def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: int | None, nfe: int | None,
            schedule: str, afs: bool, sigma_min: float, sigma_max: float, rho: float | None,
            solver_opts: tuple[str, ...], code_source: str, code_index: int | None, code_image: str | None,
-           batch_size: int, device: str, raw_weights: bool) -> None:
+           batch_size: int, device: str, raw_weights: bool, aligner: str | None) -> None:
     """Generate samples; writes grid.png and samples.npz (samples, seeds, code indices, NFE)."""
     import numpy as np
 
@@ -64,9 +65,15 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
     from qac.viz import save_samples_picture, to_uint8
 
     get_solver(solver)  # fail on a typo before loading anything
-    if steps is None and nfe is None:
+    if steps is None and nfe is None and aligner is None:
         steps = 18
     run = load_run(run_dir, device=device, ema=not raw_weights)
+    factory = None
+    if aligner is not None:
+        from qac.align import aligner_for_run
+
+        factory, nfe = aligner_for_run(aligner, run, solver=solver, nfe=nfe, steps=steps, afs=afs, schedule=schedule,
+                                       sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
     indices, weights = None, None
     if run.model.conditional:
         if code_index is not None and code_image is not None:
@@ -84,7 +91,8 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
     with tqdm(total=len(seeds), desc=f"sample {solver}", unit="img") as bar:
         res = generate(run.model, seeds, code_weights=weights, indices=indices, solver=solver, steps=steps,
                        nfe=nfe, batch_size=batch_size, schedule=schedule, afs=afs, sigma_min=sigma_min,
-                       sigma_max=sigma_max, rho=rho, progress=bar.update, **parse_solver_opts(solver_opts))
+                       sigma_max=sigma_max, rho=rho, progress=bar.update, denoise_factory=factory,
+                       **parse_solver_opts(solver_opts))
     out_dir = Path(out) if out else Path(run_dir) / "samples" / f"{solver}-nfe{res.nfe}"
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays = {"seeds": np.asarray(seeds), "codes": res.indices.numpy(), "nfe": np.asarray(res.nfe)}
