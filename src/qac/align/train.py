@@ -87,8 +87,9 @@ class _Params:
 
 class _Trainer:
     def __init__(self, target: Target, cfg: AlignConfig, plan: EvalPlan, init: Aligner | None,
-                 progress: bool, log: Callable[[str], None] | None) -> None:
+                 progress: bool, log: Callable[[str], None] | None, teacher_cache: dict | None = None) -> None:
         self.target, self.cfg, self.plan, self.progress, self.log = target, cfg, plan, progress, log
+        self.teacher_cache = teacher_cache if teacher_cache is not None else {}
         dev = target.device
         seeds = range(cfg.pool_seed, cfg.pool_seed + cfg.pool)
         self.noise = per_seed_randn(seeds, target.item_shape, device=dev, dtype=torch.float64)
@@ -270,12 +271,15 @@ class _Trainer:
     def global_stage(self) -> list[dict[str, Any]]:
         cfg, plan = self.cfg, self.plan
         t0 = time.perf_counter()
-        with torch.no_grad():
-            self.step_targets = torch.cat([
-                sample(nominal(self.target, self._cond(r)), self.noise[r.to(self.noise.device)], solver="heun",
-                       steps=cfg.teacher_steps, schedule=plan.schedule, sigma_min=plan.sigma_min,
-                       sigma_max=plan.sigma_max, rho=plan.rho).samples
-                for r in self._chunks(torch.arange(cfg.pool))])
+        key = (cfg.pool_seed, cfg.pool, cfg.teacher_steps, plan.schedule, plan.sigma_min, plan.sigma_max, plan.rho)
+        if key not in self.teacher_cache:
+            with torch.no_grad():
+                self.teacher_cache[key] = torch.cat([
+                    sample(nominal(self.target, self._cond(r)), self.noise[r.to(self.noise.device)], solver="heun",
+                           steps=cfg.teacher_steps, schedule=plan.schedule, sigma_min=plan.sigma_min,
+                           sigma_max=plan.sigma_max, rho=plan.rho).samples
+                    for r in self._chunks(torch.arange(cfg.pool))])
+        self.step_targets = self.teacher_cache[key]
         info: dict[str, Any] = {"stage": "global", "evals": list(range(plan.nfe))}
         info.update(self._optimise(self.global_loss, lambda: self.val_loss(None), list(range(plan.nfe)),
                                    derive_seed(cfg.seed, 0x610B), "align global"))
@@ -284,9 +288,11 @@ class _Trainer:
 
 
 def align(target: Target, cfg: AlignConfig, *, init: Aligner | None = None, progress: bool = False,
-          log: Callable[[str], None] | None = None) -> Aligner:
+          log: Callable[[str], None] | None = None, teacher_cache: dict | None = None) -> Aligner:
     """Train an aligner for ``target`` under ``cfg`` (see the module doc); ``init`` starts from a trained one
-    (e.g. a ``global`` stage after a ``tm`` one)."""
+    (e.g. a ``global`` stage after a ``tm`` one). ``teacher_cache``: a dict kept by the caller across
+    alignments of the *same target*; the ``global`` teacher's final samples depend only on the pool and the
+    grid ends, not on the student solver or NFE, so they are computed once."""
     cfg = cfg.validate()
     if cfg.mode == "embed" and not target.network:
         raise QACError("mode 'embed' needs a network denoiser; use mode 'full' for a closed-form denoiser")
@@ -295,7 +301,7 @@ def align(target: Target, cfg: AlignConfig, *, init: Aligner | None = None, prog
     if init is not None:
         init.check(target.identity, **{k: getattr(plan, k) for k in ("solver", "nfe", "afs", "schedule")})
     t0 = time.perf_counter()
-    trainer = _Trainer(target, cfg, plan, init, progress, log)
+    trainer = _Trainer(target, cfg, plan, init, progress, log, teacher_cache)
     with torch.enable_grad():
         steps = trainer.global_stage() if cfg.loss == "global" else trainer.sequential()
     p = trainer.params

@@ -61,13 +61,13 @@ def plot_delta(aligner: Aligner, path: str | Path) -> Path:
 
 
 def sweep_factories(runs: Sequence[Any], files: Sequence[str | Path] = (), *, align_cfg: AlignConfig | None = None,
-                    save_dir: str | Path | None = None, log: Callable[[str], None] | None = None
-                    ) -> Callable[[Any, str, int, bool], Factory | None]:
+                    save_dir: str | Path | None = None, log: Callable[[str], None] | None = None,
+                    code_source: str = "online") -> Callable[[Any, str, int, bool], Factory | None]:
     """For :func:`qac.eval.sweep.sweep`: ``lookup(run, solver, nfe, afs)`` -> the matching aligner's factory.
 
     ``files``: trained aligners, each used where run, solver, NFE and AFS match (a file that matches none of
     the runs is an error). ``align_cfg``: align every other point on the fly with these settings (solver,
-    NFE and AFS replaced), saving each aligner under ``save_dir`` when given.
+    NFE and AFS replaced; QAC codes from ``code_source`` weights), saving each aligner under ``save_dir``.
     """
     hashes = {id(r): weights_sha256(r.model) for r in runs}
     table: dict[tuple[str, str, int, bool], Aligner] = {}
@@ -84,7 +84,7 @@ def sweep_factories(runs: Sequence[Any], files: Sequence[str | Path] = (), *, al
             from qac.align.train import align
 
             cfg = replace(align_cfg, solver=solver, nfe=nfe, afs=bool(afs))
-            table[key] = align(run_target(run), cfg)
+            table[key] = align(run_target(run, code_source), cfg)
             if log is not None:
                 log(f"aligned {Path(run.path).name} {solver} NFE {nfe} in {table[key].stats['seconds']:.1f} s")
             if save_dir is not None:

@@ -96,7 +96,8 @@ def sweep_cmd(runs: tuple[str, ...], solvers: str, nfes: list[int], metric: str,
         from qac.align import AlignConfig, sweep_factories
 
         lookup = sweep_factories(loaded, aligners, align_cfg=AlignConfig() if align_fly else None,
-                                 save_dir=Path(out) / "aligners", log=click.echo if progress else None)
+                                 save_dir=Path(out) / "aligners", log=click.echo if progress else None,
+                                 code_source=codes)
     res = sweep(loaded, solver_list, nfes, name, ref=ref_path, detector=detector, num=num,
                 seeds_start=seeds_start, batch_size=batch, afs=afs, codes=codes, progress=False,
                 log=click.echo if progress else None, denoise_factory_for=lookup)
