@@ -102,3 +102,18 @@ def test_sweep_aligns_missing_points_on_the_fly_and_saves_them(runs, tmp_path):
     saved = Aligner.load(tmp_path / "toy-dpmpp_2m-nfe3.json")
     assert saved.plan.solver == "dpmpp_2m" and saved.plan.nfe == 3
     assert sweep_factories([run])(run, "euler", 3, False) is None
+
+
+def test_fid_calc_uses_an_aligner_and_refuses_a_mismatch(runs, tmp_path):
+    ref = tmp_path / "ref.npz"
+    r = _run("fid", "ref", "--data", "digits", "--max-items", "64", "--proxy", "pixel_fd", "--out", ref,
+             "--no-progress")
+    assert r.exit_code == 0, r.output
+    al = tmp_path / "img.json"
+    assert _run("align", "--run", runs["img"], "--solver", "euler", "--nfe", "3", "--out", al, *_SMALL).exit_code == 0
+    common = ("fid", "calc", "--run", runs["img"], "--ref", ref, "--proxy", "pixel_fd", "--num", "16",
+              "--device", "cpu", "--no-progress", "--aligner", al)
+    ok = _run(*common, "--solver", "euler")
+    assert ok.exit_code == 0 and "NFE=3" in ok.output and "aligned" in ok.output, ok.output
+    bad = _run(*common, "--solver", "euler", "--nfe", "5")
+    assert bad.exit_code == 2 and "nfe" in bad.output
