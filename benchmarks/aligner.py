@@ -63,13 +63,13 @@ def gmm_part(store: Store, nfes: list[int], log) -> None:
     ref = reference_solution(gmm.denoise, noise)
     err = lambda out: float((out - ref).pow(2).mean().sqrt())  # noqa: E731
 
-    def one(solver: str, nfe: int, loss: str = "global") -> dict[str, Any] | None:
+    def one(solver: str, nfe: int, loss: str = "global", variant: str = "delta") -> dict[str, Any] | None:
         try:
             steps_for_nfe(solver, nfe)
         except QACError:
             return None
         t0 = time.perf_counter()
-        al = align(target, AlignConfig(solver=solver, nfe=nfe, loss=loss))
+        al = align(target, AlignConfig(solver=solver, nfe=nfe, loss=loss, **VARIANTS[variant]))
         secs = time.perf_counter() - t0
         before = err(sample(gmm.denoise, noise, solver=solver, nfe=nfe).samples)
         after = err(sample(al.denoiser(target.bind(None)), noise, solver=solver, nfe=nfe).samples)
@@ -86,6 +86,8 @@ def gmm_part(store: Store, nfes: list[int], log) -> None:
         for nfe in (4, 5, 6):
             for loss in ("sc", "tm", "dsm", "global"):
                 store.get(f"gmm-loss/{solver}/{nfe}/{loss}", one, solver, nfe, loss)
+            for variant in ("delta+qsched", "qsched"):
+                store.get(f"gmm-qsched/{solver}/{nfe}/{variant}", one, solver, nfe, "global", variant)
 
 
 def _train_if_missing(runs: Path, models: list[str], log) -> dict[str, Path]:
@@ -159,25 +161,39 @@ class _DigitsModel:
                    teacher_cache=self.teachers)
         secs = time.perf_counter() - t0
         score, sample_s = self.score(solver, nfe, afs, al)
-        if self.name == "qac" and solver == "ipndm" and nfe == 4 and variant == "delta+qsched":
+        if self.name == "qac" and solver == "ipndm" and nfe == 4 and variant == "delta":
             al.save(OUT / "aligner_digits_qac_ipndm4.json")
             plot_delta(al, OUT / "aligner_digits_qac_ipndm4.png")
         return {"score": score, "align_s": secs, "sample_s": sample_s, "delta": list(al.delta),
                 "out_scale": al.out_scale, "state_scale": al.state_scale}
 
     def overhead(self) -> dict[str, float]:
-        """Sampling wall time with / without an aligner (euler NFE 5, best of 3 alternating runs)."""
+        """Sampling cost with / without an aligner (euler NFE 5): process CPU time, best of 5 alternating runs
+        (wall time on 2 shared cores varies by +-30 % between identical runs), and the wrapper's own cost per
+        evaluation measured around a free denoiser."""
         from qac.sampling.generate import generate
 
         al = align(self.target, AlignConfig(solver="euler", nfe=5, iters=0, pool=8, val=2))
         times: dict[str, list[float]] = {"plain": [], "aligned": []}
-        for _ in range(3):
+        for _ in range(5):
             for kind, fac in (("plain", None), ("aligned", al.factory())):
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 generate(self.run.model, range(self.num), code_weights=self.weights, solver="euler", nfe=5,
                          denoise_factory=fac)
-                times[kind].append(time.perf_counter() - t0)
-        return {k: min(v) for k, v in times.items()}
+                times[kind].append(time.process_time() - t0)
+        x = torch.zeros(self.num, *self.run.model.item_shape, dtype=torch.float64)
+        free = lambda x, sigma, noise_sigma=None: x  # noqa: E731
+        t0 = time.process_time()
+        for _ in range(200):
+            sample(al.denoiser(free), x, solver="euler", nfe=5)
+        wrapped = time.process_time() - t0
+        t0 = time.process_time()
+        for _ in range(200):
+            sample(lambda x, sigma: x, x, solver="euler", nfe=5)
+        plain = time.process_time() - t0
+        out = {k: min(v) for k, v in times.items()}
+        out["wrapper_us_per_eval"] = 1e6 * (wrapped - plain) / (200 * 5)
+        return out
 
 
 def _pct(before: float, after: float) -> str:
@@ -188,7 +204,15 @@ def write_report(d: dict[str, Any], path: Path, runs: str, seconds: float) -> No
     lines = ["# Timestep aligner and Q-Sched-style scalars: measured", "",
              "Made by `OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/aligner.py --part all` on 2 shared CPU "
              f"cores (this run of the script: {seconds / 60:.1f} min; entries from earlier runs are reused). "
-             "Raw numbers: `docs/results/aligner.json`.", ""]
+             "Raw numbers: `docs/results/aligner.json`.", "",
+             "**Summary.** On the exact GMM bench the aligner (default: mode `full`, loss `global`) lowers the error "
+             "of every deterministic solver at NFE 4-6 by 19-77 %, so the >= 15 % target is met there. On the "
+             "digits16 models, at the small CPU scale of this run (8 Adam iterations, pool 96, 200-sample pixel "
+             "proxy), it is met only for euler and ipndm+AFS at NFE 4 (-16 to -32 %); at NFE 6 the gains are "
+             "7-15 %, and for dpmpp_2m the aligner *raised* the proxy score (+5 to +13 %) although it lowered the "
+             "held-out distance to the Heun teacher it is trained on. The Q-Sched scalars help on the GMM bench "
+             "(up to -80 % with delta) but at this digits scale their held-out check rejected them every time "
+             "(score unchanged). See the tables for every number.", ""]
     gmm = {k: v for k, v in d.items() if k.startswith("gmm/")}
     if gmm:
         nfes = sorted({int(k.split("/")[2]) for k in gmm})
@@ -227,6 +251,15 @@ def write_report(d: dict[str, Any], path: Path, runs: str, seconds: float) -> No
                         r = abl.get(f"gmm-loss/{s}/{n}/{loss}")
                         cells.append("—" if r is None else f"{r['after']:.3f} ({_pct(r['before'], r['after'])})")
                     lines.append(f"| {s} | {n} | " + " | ".join(cells) + " |")
+            lines += ["", "Q-Sched-style scalars on the same bench (loss `global`; error, change vs unaligned):", "",
+                      "| solver | NFE | delta | delta + scalars | scalars |", "|---|---|---|---|---|"]
+            for s in ("euler", "ipndm"):
+                for n in (4, 5, 6):
+                    rs = [d.get(f"gmm/{s}/{n}")]
+                    rs += [d.get(f"gmm-qsched/{s}/{n}/{v}") for v in ("delta+qsched", "qsched")]
+                    if all(rs):
+                        lines.append(f"| {s} | {n} | " + " | ".join(
+                            f"{r['after']:.3f} ({_pct(r['before'], r['after'])})" for r in rs) + " |")
             lines += ["", "The per-step losses (`sc`, `tm`, `dsm`) are greedy: each step is accepted when it lowers "
                       "its own held-out loss, which does not guarantee a lower final error for multistep solvers; "
                       "`global` matches the final sample and is the default.", ""]
@@ -242,7 +275,9 @@ def _digits_report(d: dict[str, Any], runs: str) -> list[str]:
            f"Models: `{TRAIN_CMD.format(cond='none', runs=runs, name='baseline')}` and the same with `--cond qac` "
            "(digits16 U-Net preset, ~1M parameters, 16k training images seen: small, under-trained CPU models). "
            f"Score: `proxy_pixel_fd` of {cfg['num']} samples (seeds 0-{cfg['num'] - 1}) vs the 1797 training "
-           f"digits (a proxy, NOT FID; {cfg['num']} real digits score {d.get('digits/floor', float('nan')):.3f}). "
+           f"digits (a proxy, NOT FID; {cfg['num']} real digits score {d.get('digits/floor', float('nan')):.3f}; "
+           f"with fewer samples than the 256 pixel dimensions the covariance is rank-deficient and every value is "
+           f"biased high, so compare only within these tables: same seeds, same bias). "
            f"Alignment: mode `full`, loss `global` (teacher Heun 18 steps), pool {cfg['pool']} ({cfg['val']} held "
            f"out), {cfg['iters']} Adam iterations at batch {cfg['batch']}, lr {cfg['lr']}.", ""]
     for name in ("baseline", "qac"):
@@ -272,8 +307,13 @@ def _digits_report(d: dict[str, Any], runs: str) -> list[str]:
                 f"(solver, NFE) cells.", ""]
         ov = d.get(f"digits/{name}/overhead")
         if ov:
-            out += [f"Sampling cost with an aligner (euler NFE 5, {cfg['num']} samples, best of 3): "
-                    f"{ov['aligned']:.2f} s vs {ov['plain']:.2f} s unaligned = {ov['aligned'] / ov['plain']:.3f}x.", ""]
+            out += [f"Sampling cost with an aligner (euler NFE 5, {cfg['num']} samples, process CPU time, best of 5 "
+                    f"alternating runs): {ov['aligned']:.2f} s vs {ov['plain']:.2f} s unaligned = "
+                    f"{ov['aligned'] / ov['plain']:.3f}x; the wrapper itself costs "
+                    f"{ov.get('wrapper_us_per_eval', float('nan')):.0f} us per evaluation (one U-Net call here: "
+                    f"{1e6 * ov['plain'] / (5 * 1):.0f} us for the batch of {cfg['num']}), i.e. "
+                    f"{100 * ov.get('wrapper_us_per_eval', 0) / (1e6 * ov['plain'] / 5):.3f} % of it; the whole-run "
+                    "ratio differs from 1 by run-to-run noise.", ""]
     out += ["![delta](aligner_digits_qac_ipndm4.png)", ""]
     return out
 
