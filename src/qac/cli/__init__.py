@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "analyze": ("qac.cli.eval_cmds", "analyze", "L_CFM(t) and trajectory curvature of a run."),
     "sweep": ("qac.cli.eval_cmds", "sweep_cmd", "A metric vs NFE for runs x solvers."),
     "edit": ("qac.cli.edit_cmds", "edit", "Zero-shot super-resolution, colorization, inpainting (Alg. 2)."),
+    "align": ("qac.cli.align_cmds", "align_cmd", "Timestep aligner (+ Q-Sched scalars) for a run and solver."),
 }
 
 

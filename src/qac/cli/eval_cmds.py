@@ -67,9 +67,12 @@ def analyze(run_dir: str, out: str | None, num: int, ts: list[float], curvature_
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="output folder")
 @click.option("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
 @click.option("--progress/--no-progress", default=True, help="show progress")
+@click.option("--aligner", "aligners", multiple=True, type=click.Path(dir_okay=False),
+              help="aligner JSON used where run, solver, NFE and AFS match (repeatable)")
+@click.option("--align", "align_fly", is_flag=True, help="align every other point on the fly (`qac align` defaults)")
 def sweep_cmd(runs: tuple[str, ...], solvers: str, nfes: list[int], metric: str, ref_path: str | None,
               detector_path: str | None, num: int, seeds_start: int, afs: bool, codes: str, batch: int,
-              out: str, device: str, progress: bool) -> None:
+              out: str, device: str, progress: bool, aligners: tuple[str, ...], align_fly: bool) -> None:
     """Metric vs NFE for every run × solver -> sweep.csv, sweep.md, sweep.json, sweep.png (torchrun: seeds
     split over the processes, rank 0 writes)."""
     from qac.eval.sweep import resolve_metric, sweep, write_sweep
@@ -94,9 +97,16 @@ def sweep_cmd(runs: tuple[str, ...], solvers: str, nfes: list[int], metric: str,
 
         detector = open_detector(detector_path, device=dev)
     loaded = [load_run(r, device=dev) for r in runs]
+    lookup = None
+    if aligners or align_fly:
+        from qac.align import AlignConfig, sweep_factories
+
+        lookup = sweep_factories(loaded, aligners, align_cfg=AlignConfig() if align_fly else None,
+                                 save_dir=Path(out) / "aligners", log=click.echo if progress else None,
+                                 code_source=codes)
     res = sweep(loaded, solver_list, nfes, name, ref=ref_path, detector=detector, num=num,
                 seeds_start=seeds_start, batch_size=batch, afs=afs, codes=codes, progress=False,
-                log=click.echo if progress and info.is_main else None, info=info)
+                log=click.echo if progress and info.is_main else None, info=info, denoise_factory_for=lookup)
     if not info.is_main:
         return
     paths = write_sweep(res, out, nfes)

@@ -104,10 +104,11 @@ def fid_ref(source: str, out: str, detector_path: str | None, proxy: str | None,
 @click.option("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto")
 @click.option("--allow-download", is_flag=True, help="download the NVIDIA detector if none is found")
 @click.option("--progress/--no-progress", default=True, help="show a progress bar")
+@click.option("--aligner", default=None, type=click.Path(dir_okay=False), help="aligner JSON from `qac align`")
 def fid_calc(run_dir: str, ref_path: str, solver: str, nfe: int | None, steps: int | None, num: int,
              seeds_start: int, batch: int, detector_path: str | None, proxy: str | None, proxy_seed: int,
              codes: str, afs: bool, kid_keep: int, json_out: str | None, device: str, allow_download: bool,
-             progress: bool) -> None:
+             progress: bool, aligner: str | None) -> None:
     """FID (or a proxy_*) of --num samples of a run, generated in batches straight into the statistics."""
     from qac.eval.evaluate import fid_of_run
     from qac.metrics.stats import load_reference
@@ -115,7 +116,7 @@ def fid_calc(run_dir: str, ref_path: str, solver: str, nfe: int | None, steps: i
     from qac.train.run import load_run
     from qac.util import atomic_write_json
 
-    if nfe is None and steps is None:
+    if nfe is None and steps is None and aligner is None:
         raise QACError("give --nfe or --steps")
     if json_out:
         check_writable(json_out, is_dir=False, option="--json")  # before the sampling, not after it
@@ -126,14 +127,21 @@ def fid_calc(run_dir: str, ref_path: str, solver: str, nfe: int | None, steps: i
     dev = rank_device(device, info)
     det = _detector(detector_path, proxy, proxy_seed, allow_download, dev)
     run = load_run(run_dir, device=dev)
+    extra = {}
+    if aligner is not None:
+        from qac.align import aligner_for_run
+
+        extra["denoise_factory"], nfe = aligner_for_run(aligner, run, solver=solver, nfe=nfe, steps=steps, afs=afs,
+                                                                schedule="polynomial")
     res = fid_of_run(run, ref, det, solver=solver, nfe=nfe, steps=steps, num=num, seeds_start=seeds_start,
-                     batch_size=batch, codes=codes, afs=afs, kid_keep=kid_keep, progress=progress, info=info)
+                     batch_size=batch, codes=codes, afs=afs, kid_keep=kid_keep, progress=progress, info=info,
+                     **extra)
     if not info.is_main:
         return
     r = res.result
     note = " (proxy, NOT FID)" if res.is_proxy else ""
     click.echo(f"{r.metric} = {r.value:.4f}{note}  N={r.n} seeds={r.seeds} solver={solver} NFE={res.nfe}"
-               f"{' afs' if afs else ''} codes={codes} protocol={r.protocol} "
+               f"{' afs' if afs else ''}{' aligned' if aligner else ''} codes={codes} protocol={r.protocol} "
                f"detector sha256={r.detector_sha256[:12]}..."
                + ("" if r.comparable_to_published else "  [not comparable to published FID-50k]"))
     if json_out:

@@ -54,10 +54,11 @@ def parse_solver_opts(items: tuple[str, ...]) -> dict[str, float | int | str | N
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=256, help="Seeds per solver batch.")
 @click.option("--device", default="auto")
 @click.option("--raw-weights", is_flag=True, help="Use the raw (non-EMA) weights.")
+@click.option("--aligner", type=click.Path(dir_okay=False), default=None, help="Aligner JSON from `qac align`.")
 def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: int | None, nfe: int | None,
            schedule: str, afs: bool, sigma_min: float, sigma_max: float, rho: float | None,
            solver_opts: tuple[str, ...], code_source: str, code_index: int | None, code_image: str | None,
-           batch_size: int, device: str, raw_weights: bool) -> None:
+           batch_size: int, device: str, raw_weights: bool, aligner: str | None) -> None:
     """Generate samples; writes grid.png and samples.npz (samples, seeds, code indices, NFE).
 
     Under ``torchrun --nproc_per_node=K -m qac sample`` every process samples a block of the seeds and rank 0
@@ -77,11 +78,17 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
     get_solver(solver)  # fail on a typo before loading anything
     opts = parse_solver_opts(solver_opts)
     resolve_device(device)
-    if steps is None and nfe is None:
+    if steps is None and nfe is None and aligner is None:
         steps = 18
     info = init_distributed(device)
     run = load_run(run_dir, device=rank_device(device, info), ema=not raw_weights)
     check_writable(out if out else Path(run_dir) / "samples")
+    factory = None
+    if aligner is not None:
+        from qac.align import aligner_for_run
+
+        factory, nfe = aligner_for_run(aligner, run, solver=solver, nfe=nfe, steps=steps, afs=afs, schedule=schedule,
+                                       sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
     indices, weights = None, None
     if run.model.conditional:
         if code_index is not None and code_image is not None:
@@ -102,7 +109,8 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
         with tqdm(total=len(mine), desc=f"sample {solver}", unit="img", disable=not info.is_main) as bar:
             res = generate(run.model, mine, code_weights=weights, indices=indices, solver=solver, steps=steps,
                            nfe=nfe, batch_size=batch_size, schedule=schedule, afs=afs, sigma_min=sigma_min,
-                           sigma_max=sigma_max, rho=rho, progress=bar.update, **opts)
+                           sigma_max=sigma_max, rho=rho, progress=bar.update,
+                           denoise_factory=factory, **opts)
         part = (res.samples.cpu(), res.indices.cpu(), res.nfe)
     parts = [p for p in gather_objects(part, info) if p is not None]
     if not info.is_main:

@@ -9,11 +9,13 @@ from qac.diffusion.formulations import Formulation
 
 
 class Denoiser(nn.Module):
-    """Wraps a backbone F with a formulation's preconditioning (SPEC §1, EDM Eq. 7).
+    """Wraps a backbone F with a formulation's preconditioning (docs/design.md §1, EDM Eq. 7).
 
     ``forward(x, sigma, code=None)`` returns x0_hat in x's dtype. sigma is a scalar, a 0-d tensor or
     a [B] tensor. The backbone runs in float32 (or under autocast); the skip connection is computed in
-    x's dtype, so float64 solver states keep their precision.
+    x's dtype, so float64 solver states keep their precision. ``noise_sigma`` (same forms as sigma)
+    conditions only the noise embedding, ``c_noise(noise_sigma)``, while c_skip, c_out and c_in keep
+    ``sigma``: the ``embed`` mode of the timestep aligner (docs/design.md §8). ``None`` means ``sigma``.
 
     >>> import torch
     >>> from qac.diffusion import get_formulation
@@ -30,18 +32,24 @@ class Denoiser(nn.Module):
         self.backbone = backbone
         self.formulation = formulation
 
-    def forward(self, x: Tensor, sigma: Tensor | float, code: Tensor | None = None, **kwargs) -> Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-        if sigma.ndim == 0:
-            sigma = sigma.expand(x.shape[0])
-        sigma = sigma.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+    def forward(self, x: Tensor, sigma: Tensor | float, code: Tensor | None = None, *,
+                noise_sigma: Tensor | float | None = None, **kwargs) -> Tensor:
+        sigma = _per_row(sigma, x)
         f = self.formulation
         net_in = (f.c_in(sigma) * x).to(torch.float32)
-        c_noise = f.c_noise(sigma).reshape(-1).to(torch.float32)
+        c_noise = f.c_noise(sigma if noise_sigma is None else _per_row(noise_sigma, x)).reshape(-1).to(torch.float32)
         if code is not None:
             code = code.to(torch.float32)
         out = self.backbone(net_in, c_noise, code, **kwargs)
         return f.c_skip(sigma) * x + f.c_out(sigma) * out.to(x.dtype)
+
+
+def _per_row(sigma: Tensor | float, x: Tensor) -> Tensor:
+    """sigma (scalar, 0-d or [B]) as a tensor in x's dtype shaped [B, 1, ...] to broadcast against x."""
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    if sigma.ndim == 0:
+        sigma = sigma.expand(x.shape[0])
+    return sigma.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
 
 
 def denoising_loss(denoiser: Denoiser, x0: Tensor, sigma: Tensor, noise: Tensor,

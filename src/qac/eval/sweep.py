@@ -29,7 +29,7 @@ from qac.sampling import get_solver, steps_for_nfe
 
 ALIASES = {"energy": "energy_distance", "ed": "energy_distance"}
 CSV_COLUMNS = ("run", "run_name", "solver", "nfe", "steps", "afs", "metric", "value", "floor", "n", "seeds",
-               "seconds")
+               "seconds", "aligned")
 
 
 def resolve_metric(name: str) -> str:
@@ -62,9 +62,13 @@ class SweepResult:
 def sweep(runs: Sequence[Any], solvers: Sequence[str], nfes: Sequence[int], metric: str, *,
           ref: Reference | str | Path | None = None, detector: Any = None, num: int = 2000,
           seeds_start: int = 0, batch_size: int = 256, afs: bool = False, codes: str = "online",
-          progress: bool = False, log: Any = None, info: Any = None) -> SweepResult:
-    """Evaluate ``metric`` for every run × solver × NFE (see the module docstring); ``info`` (a
-    :class:`qac.train.distributed.DistInfo`) splits each evaluation's seeds over torchrun processes."""
+          progress: bool = False, log: Any = None, info: Any = None, denoise_factory_for: Any = None) -> SweepResult:
+    """Evaluate ``metric`` for every run × solver × NFE (see the module docstring).
+
+    ``info`` (a :class:`qac.train.distributed.DistInfo`) splits each evaluation's seeds over torchrun
+    processes. ``denoise_factory_for(run, solver, nfe, afs)`` may return a denoise factory for that point (a
+    timestep aligner, :func:`qac.align.sweep_factories`) or ``None``; rows record ``aligned``.
+    """
     metric = resolve_metric(metric)
     spec = get_metric(metric)
     for s in solvers:
@@ -99,13 +103,16 @@ def sweep(runs: Sequence[Any], solvers: Sequence[str], nfes: Sequence[int], metr
                     continue
                 common = dict(solver=solver, nfe=nfe, num=num, seeds_start=seeds_start, batch_size=batch_size,
                               codes=codes, afs=afs, info=info)
+                factory = denoise_factory_for(run, solver, nfe, afs) if denoise_factory_for is not None else None
+                if factory is not None:
+                    common["denoise_factory"] = factory
                 if spec.domain == "image":
                     m = fid_of_run(run, ref, detector, progress=progress, **common)
                 else:
                     m = toy_metric_of_run(run, metric, **common)
                 row = {"run": m.run, "run_name": name, "solver": solver, "nfe": m.nfe, "steps": steps,
                        "afs": afs, "metric": m.metric, "value": m.value, "floor": m.floor, "n": m.n,
-                       "seeds": m.seeds, "seconds": round(m.seconds, 3)}
+                       "seeds": m.seeds, "seconds": round(m.seconds, 3), "aligned": factory is not None}
                 res.rows.append(row)
                 if log is not None:
                     log(f"{name} {solver} NFE {m.nfe}: {m.metric} = {m.value:.5g}")
@@ -137,7 +144,8 @@ def to_markdown(res: SweepResult, nfes: Sequence[int]) -> str:
              "|---|---|" + "---|" * len(nfes)]
     cells: dict[tuple[str, str], dict[int, float]] = {}
     for r in res.rows:
-        cells.setdefault((r["run_name"], r["solver"]), {})[int(r["nfe"])] = float(r["value"])
+        solver = r["solver"] + (" +aligner" if r.get("aligned") else "")
+        cells.setdefault((r["run_name"], solver), {})[int(r["nfe"])] = float(r["value"])
     for s in res.skipped:
         cells.setdefault((s["run_name"], s["solver"]), {})
     for (run, solver), vals in cells.items():

@@ -31,6 +31,7 @@ from qac.sampling import get_solver, sample
 from qac.util import derive_seed, per_seed_randn, seed_generator, state_dtype
 
 Denoise = Callable[[Tensor, Tensor], Tensor]
+DenoiseFactory = Callable[[QACModel, Tensor | None], Denoise]
 _SDE_STREAM = 0x5DE  # stochastic solvers draw from a stream of their own, still keyed by the sample's seed
 
 
@@ -58,7 +59,7 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
              indices: Tensor | None = None, solver: str = "heun", steps: int | None = None,
              nfe: int | None = None, batch_size: int = 256, device: torch.device | None = None,
              return_trajectory: bool = False, progress: Callable[[int], None] | None = None,
-             **sample_opts) -> Generated:
+             denoise_factory: DenoiseFactory | None = None, **sample_opts) -> Generated:
     """Generate one sample per seed with ``model`` (use the EMA copy) in batches.
 
     Codes: ``indices`` (one per seed, or one for all) fixes them; otherwise they are drawn per seed from
@@ -96,7 +97,8 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
         if model.conditional:
             y_q = index_to_codes(indices[lo:lo + batch_size], model.levels, model.code_dim).to(device)
         sde_gens = [seed_generator(derive_seed(_SDE_STREAM, s), device) for s in chunk] if stochastic else None
-        res = sample(make_denoise(model, y_q), noise, solver=solver, steps=steps, nfe=nfe,
+        denoise = (denoise_factory or make_denoise)(model, y_q)
+        res = sample(denoise, noise, solver=solver, steps=steps, nfe=nfe,
                      return_trajectory=return_trajectory, generator=sde_gens, **sample_opts)
         outs.append(res.samples.float().cpu())
         if return_trajectory:
