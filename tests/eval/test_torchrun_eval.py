@@ -100,7 +100,9 @@ def test_two_process_fid_equals_one_process(dirs):
     a = json.loads((dirs / "two_fid.json").read_text())
     b = json.loads((dirs / "one_fid.json").read_text())
     assert a["n"] == b["n"] == 7 and a["seeds"] == b["seeds"] == "0-6" and a["nfe"] == 2
-    assert a["value"] == pytest.approx(b["value"], rel=0, abs=1e-9) and a["value"] > 0
+    # the network's BLAS kernels depend on the batch shape (~1e-9 in the outputs), so the FD of a few hundred
+    # agrees to 1e-9 relative, not absolute
+    assert a["value"] == pytest.approx(b["value"], rel=1e-9, abs=1e-9) and a["value"] > 0
 
 
 def test_two_process_sweep_equals_one_process(dirs):
@@ -110,7 +112,7 @@ def test_two_process_sweep_equals_one_process(dirs):
     b = json.loads((dirs / "one_sweep" / "sweep.json").read_text())["rows"]
     assert [(r["nfe"], r["n"]) for r in a] == [(r["nfe"], r["n"]) for r in b] == [(1, 5), (2, 5)]
     for ra, rb in zip(a, b):
-        assert ra["value"] == pytest.approx(rb["value"], rel=0, abs=1e-9)
+        assert ra["value"] == pytest.approx(rb["value"], rel=1e-9, abs=1e-9)
 
 
 def test_two_process_collect_equals_one_process(dirs):
