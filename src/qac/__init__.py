@@ -23,7 +23,7 @@ from qac.errors import QACError
 __version__ = "0.1.0"
 
 _LAZY = {
-    "train": "qac",  # the package qac.train, callable as the training function
+    "train": "qac.train",  # the package itself, callable as the training function
     "TrainConfig": "qac.train.config",
     "ModelConfig": "qac.model",
     "build_model": "qac.model",
@@ -36,8 +36,8 @@ __all__ = ["QACError", "__version__", *_LAZY]
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        value = importlib.import_module(f"qac.{name}") if name == "train" else getattr(
-            importlib.import_module(_LAZY[name]), name)
+        module = importlib.import_module(_LAZY[name])
+        value = module if name == "train" else getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'qac' has no attribute {name!r}")

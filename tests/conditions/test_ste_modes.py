@@ -119,3 +119,10 @@ def test_old_config_without_ste_loads_as_the_paper_gradient(tmp_path):
     cfg_path.write_text(json.dumps(saved))
     assert load_config(cfg_path).model.ste == PAPER_STE
     assert load_run(run_dir, device="cpu").model.ste == PAPER_STE
+
+
+def test_model_config_literal_lists_exactly_the_registry_modes():
+    from qac.conditions.fsq import STE_MODES as registry
+    from qac.model import STE_MODES
+
+    assert set(STE_MODES) == set(registry)
