@@ -202,17 +202,20 @@ def _pct(before: float, after: float) -> str:
 
 def write_report(d: dict[str, Any], path: Path, runs: str, seconds: float) -> None:
     lines = ["# Timestep aligner and Q-Sched-style scalars: measured", "",
-             "Made by `OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/aligner.py --part all` on 2 shared CPU "
-             f"cores (this run of the script: {seconds / 60:.1f} min; entries from earlier runs are reused). "
-             "Raw numbers: `docs/results/aligner.json`.", "",
+             "Made by `OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/aligner.py --part all`, then "
+             "`... --part digits --digit-nfes 3,4,5,6,8 --variant-nfes 4,6 --variant-solvers euler,dpmpp_2m,ipndm` "
+             f"on 2 shared CPU cores (last run of the script: {seconds / 60:.1f} min; entries from earlier runs are "
+             "reused). Raw numbers: `docs/results/aligner.json`.", "",
              "**Summary.** On the exact GMM bench the aligner (default: mode `full`, loss `global`) lowers the error "
              "of every deterministic solver at NFE 4-6 by 19-77 %, so the >= 15 % target is met there. On the "
-             "digits16 models, at the small CPU scale of this run (8 Adam iterations, pool 96, 200-sample pixel "
-             "proxy), it is met only for euler and ipndm+AFS at NFE 4 (-16 to -32 %); at NFE 6 the gains are "
-             "7-15 %, and for dpmpp_2m the aligner *raised* the proxy score (+5 to +13 %) although it lowered the "
-             "held-out distance to the Heun teacher it is trained on. The Q-Sched scalars help on the GMM bench "
-             "(up to -80 % with delta) but at this digits scale their held-out check rejected them every time "
-             "(score unchanged). See the tables for every number.", ""]
+             "digits16 models, at the small CPU scale of this run (500-step models, 8 Adam iterations, pool 96, "
+             "200-sample pixel proxy), it is met in 3 of 9 (solver, NFE 4-6) cells per model: euler at NFE 4 "
+             "(-32 % / -26 %) and 5 (baseline -15 %), ipndm+AFS at NFE 4-5 (-16 to -29 %); euler and dpmpp_2m gain "
+             "22-29 % at NFE 3. For dpmpp_2m at NFE 4-6 the aligner *raised* the QAC model's proxy score (+9 to "
+             "+13 %) although it lowered the held-out distance to the Heun teacher it is trained on. The Q-Sched "
+             "scalars help on the GMM bench (up to -80 % with delta) but on digits their held-out check rejected "
+             "them in every cell but one, where they made the score worse (score otherwise unchanged). See the "
+             "tables for every number.", ""]
     gmm = {k: v for k, v in d.items() if k.startswith("gmm/")}
     if gmm:
         nfes = sorted({int(k.split("/")[2]) for k in gmm})
