@@ -122,13 +122,19 @@ class QACModel(nn.Module):
         y_q = fsq_quantize(y, self.levels, self.ste)
         return y_q, codes_to_index(y_q.detach(), self.levels)
 
+    def _code_input(self, y_q: Tensor | None) -> Tensor | None:
+        if self.encoder is None:
+            return None
+        if y_q is None:
+            raise ValueError("a QAC model needs a code y_q")
+        return code_to_input(y_q, self.levels)
+
     def forward(self, x: Tensor, sigma: Tensor | float, y_q: Tensor | None = None, **kwargs) -> Tensor:
-        code = None
-        if self.encoder is not None:
-            if y_q is None:
-                raise ValueError("a QAC model needs a code y_q")
-            code = code_to_input(y_q, self.levels)
-        return self.denoiser(x, sigma, code, **kwargs)
+        return self.denoiser(x, sigma, self._code_input(y_q), **kwargs)
+
+    def velocity(self, x_t: Tensor, t: Tensor | float, y_q: Tensor | None = None, **kwargs) -> Tensor:
+        """The RF velocity v(x_t, t, y_q) of an ``rf`` model (:meth:`qac.diffusion.Denoiser.velocity`)."""
+        return self.denoiser.velocity(x_t, t, self._code_input(y_q), **kwargs)
 
 
 def resolve_arch(cfg: ModelConfig, kind: str, item_shape: tuple[int, ...]) -> str:

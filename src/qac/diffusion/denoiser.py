@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from qac.diffusion.formulations import Formulation
+from qac.diffusion.formulations import RF, Formulation
+from qac.errors import QACError
 
 
 class Denoiser(nn.Module):
@@ -42,6 +43,23 @@ class Denoiser(nn.Module):
             code = code.to(torch.float32)
         out = self.backbone(net_in, c_noise, code, **kwargs)
         return f.c_skip(sigma) * x + f.c_out(sigma) * out.to(x.dtype)
+
+    def velocity(self, x_t: Tensor, t: Tensor | float, code: Tensor | None = None, **kwargs) -> Tensor:
+        """The rectified-flow velocity v(x_t, t) = F(x_t; c_noise = (M-1) t) of an ``rf`` model (docs/design.md §1).
+
+        With c_in = c_skip = 1 - t and c_out = -t the sigma-space denoiser is D = x_t - t F, and the v-loss
+        trains F towards n - x0, so F itself is the velocity of dx_t/dt = v; unlike ``forward`` this is
+        finite at t = 1 (sigma = inf), where the RF protocol starts from x_1 = n. ``t``: scalar, 0-d or [B].
+        """
+        f = self.formulation
+        if not isinstance(f, RF):
+            raise QACError(f"the flow velocity exists for rf models only; this one is {f.name!r} "
+                           "(sample it on a sigma schedule)")
+        t = _per_row(t, x_t)
+        c_noise = f.c_noise_of_t(t).reshape(-1).to(torch.float32)
+        if code is not None:
+            code = code.to(torch.float32)
+        return self.backbone(x_t.to(torch.float32), c_noise, code, **kwargs).to(x_t.dtype)
 
 
 def _per_row(sigma: Tensor | float, x: Tensor) -> Tensor:

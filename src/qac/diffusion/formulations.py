@@ -122,6 +122,10 @@ class VP(Formulation):
     def c_noise(self, sigma: Tensor) -> Tensor:
         return (self.m - 1) * self.t_of_sigma(sigma)
 
+    def c_noise_of_t(self, t: Tensor) -> Tensor:
+        """c_noise as a function of the RF time itself, finite at t = 1 where sigma = inf."""
+        return (self.m - 1) * t
+
     def sample_sigma(self, n: int, generator: torch.Generator, device: torch.device) -> Tensor:
         u = torch.rand(n, generator=generator)
         t = 1 + u * (self.eps_t - 1)
@@ -187,6 +191,10 @@ class RF(Formulation):
 
     def c_noise(self, sigma: Tensor) -> Tensor:
         return (self.m - 1) * self.t_of_sigma(sigma)
+
+    def c_noise_of_t(self, t: Tensor) -> Tensor:
+        """c_noise as a function of the RF time itself, finite at t = 1 where sigma = inf."""
+        return (self.m - 1) * t
 
     def sample_sigma(self, n: int, generator: torch.Generator, device: torch.device) -> Tensor:
         if self.logit_normal:

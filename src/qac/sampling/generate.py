@@ -28,9 +28,12 @@ from qac.errors import QACError
 from qac.model import QACModel
 from qac.safeio import check_memory
 from qac.sampling import get_solver, sample
+from qac.sampling.flow import sample_flow
+from qac.sampling.spec import auto_schedule
 from qac.util import derive_seed, per_seed_randn, seed_generator, state_dtype
 
 Denoise = Callable[[Tensor, Tensor], Tensor]
+Velocity = Callable[[Tensor, Tensor], Tensor]
 DenoiseFactory = Callable[[QACModel, Tensor | None], Denoise]
 _SDE_STREAM = 0x5DE  # stochastic solvers draw from a stream of their own, still keyed by the sample's seed
 
@@ -45,14 +48,30 @@ def make_denoise(model: QACModel, y_q: Tensor | None) -> Denoise:
     return denoise
 
 
+def make_velocity(model: QACModel, y_q: Tensor | None) -> Velocity:
+    """Bind codes y_q into ``velocity(x_t, t) -> v`` of an rf model (the RF protocol, :mod:`qac.sampling.flow`)."""
+
+    @torch.no_grad()
+    def velocity(x: Tensor, t: Tensor) -> Tensor:
+        return model.velocity(x, t, y_q)
+
+    return velocity
+
+
 @dataclass(frozen=True)
 class Generated:
-    """Samples (float, [-1,1] for images) with the code index used by each (-1 for the baseline)."""
+    """Samples (float, [-1,1] for images) with the code index used by each (-1 for the baseline).
+
+    ``nfe``: evaluations of the last batch (adaptive solvers: keep batches large for tables); ``times``: the t
+    grid of the RF protocol (its trajectory holds x_t); ``stats``: rk45 step counts summed over the batches.
+    """
 
     samples: Tensor
     indices: Tensor
     nfe: int
     trajectory: Tensor | None = None
+    times: Tensor | None = None
+    stats: dict[str, int] | None = None
 
 
 def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights | None = None,
@@ -64,7 +83,9 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
 
     Codes: ``indices`` (one per seed, or one for all) fixes them; otherwise they are drawn per seed from
     ``code_weights``. A baseline model (no encoder) ignores both. ``sample_opts`` go to
-    :func:`qac.sampling.sample` (schedule, sigma_min, sigma_max, rho, afs, solver options).
+    :func:`qac.sampling.sample` (schedule, sigma_min, sigma_max, rho, afs, solver options). ``schedule="flow"``
+    runs the RF protocol (:func:`qac.sampling.flow.sample_flow`, rf models, solvers euler/heun/rk45);
+    ``schedule="auto"`` picks it for rf models where it applies (:func:`qac.sampling.spec.auto_schedule`).
     """
     device = device or next(model.parameters()).device
     seeds = list(seeds)
@@ -73,6 +94,17 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
     if batch_size < 1:
         raise QACError(f"batch size must be >= 1, got {batch_size}")
     stochastic = get_solver(solver).stochastic
+    if sample_opts.get("schedule") == "auto":
+        sample_opts["schedule"] = auto_schedule(model.formulation.name, solver)
+    flow = sample_opts.get("schedule") == "flow"
+    if flow:
+        if model.formulation.name != "rf":
+            raise QACError(f"schedule 'flow' (the rectified-flow protocol) is for rf models; this one is "
+                           f"{model.formulation.name!r}")
+        if denoise_factory is not None:
+            raise QACError("an aligner works on sigma schedules; it cannot be used with schedule 'flow'")
+        sample_opts = {k: v for k, v in sample_opts.items()
+                       if k not in ("schedule", "sigma_min", "sigma_max", "rho") and not (k == "afs" and not v)}
     shape = _item_shape(model)
     check_sampling_memory(len(seeds), batch_size, shape, device)
     if model.conditional:
@@ -89,7 +121,7 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
     else:
         indices = torch.full((len(seeds),), -1, dtype=torch.long)
     model.eval()
-    outs, trajs, used_nfe = [], [], 0
+    outs, trajs, used_nfe, stats, res = [], [], 0, None, None
     for lo in range(0, len(seeds), batch_size):
         chunk = seeds[lo:lo + batch_size]
         noise = per_seed_randn(chunk, shape, device=device, dtype=state_dtype(device))
@@ -97,9 +129,15 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
         if model.conditional:
             y_q = index_to_codes(indices[lo:lo + batch_size], model.levels, model.code_dim).to(device)
         sde_gens = [seed_generator(derive_seed(_SDE_STREAM, s), device) for s in chunk] if stochastic else None
-        denoise = (denoise_factory or make_denoise)(model, y_q)
-        res = sample(denoise, noise, solver=solver, steps=steps, nfe=nfe,
-                     return_trajectory=return_trajectory, generator=sde_gens, **sample_opts)
+        if flow:
+            res = sample_flow(make_velocity(model, y_q), noise, solver=solver, steps=steps, nfe=nfe,
+                              return_trajectory=return_trajectory, **sample_opts)
+        else:
+            denoise = (denoise_factory or make_denoise)(model, y_q)
+            res = sample(denoise, noise, solver=solver, steps=steps, nfe=nfe,
+                         return_trajectory=return_trajectory, generator=sde_gens, **sample_opts)
+        if res.stats is not None:
+            stats = {k: (stats or {}).get(k, 0) + v for k, v in res.stats.items()}
         outs.append(res.samples.float().cpu())
         if return_trajectory:
             trajs.append(res.trajectory.float().cpu())
@@ -107,7 +145,7 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
         if progress is not None:
             progress(len(chunk))
     traj = torch.cat(trajs, dim=1) if trajs else None
-    return Generated(torch.cat(outs), indices.clone(), used_nfe, traj)
+    return Generated(torch.cat(outs), indices.clone(), used_nfe, traj, res.times, stats)
 
 
 def check_sampling_memory(num: int, batch_size: int, shape: tuple[int, ...], device: torch.device) -> None:

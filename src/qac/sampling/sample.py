@@ -23,7 +23,9 @@ class SampleResult:
 
     ``samples``: [B, ...] in the state dtype (float64 except on MPS); ``nfe``: denoiser calls actually made;
     ``sigmas``: the grid used ([steps + 1]); ``trajectory``: [steps + 1, B, ...] states at every grid sigma
-    (first = sigma_max * noise, last = samples) when requested, else ``None``.
+    (first = sigma_max * noise, last = samples) when requested, else ``None``. Under the RF protocol
+    (:mod:`qac.sampling.flow`) ``times`` is the t grid (the trajectory then holds x_t, ``sigmas`` = t/(1-t));
+    ``stats`` holds an adaptive solver's step counts (``nfe``, ``accepted``, ``rejected``).
     """
 
     samples: Tensor
@@ -31,6 +33,8 @@ class SampleResult:
     sigmas: Tensor
     solver: str
     trajectory: Tensor | None = None
+    times: Tensor | None = None
+    stats: dict[str, int] | None = None
 
     @property
     def steps(self) -> int:
@@ -67,6 +71,25 @@ def steps_for_nfe(solver: str, nfe: int, *, afs: bool = False, final_zero: bool 
                    f"afs={afs}, final_zero={final_zero})")
 
 
+def resolve_nfe(solver: str, nfe: int, *, afs: bool = False, final_zero: bool = False) -> tuple[int, bool]:
+    """``(steps, final_zero)`` spending exactly ``nfe`` evaluations, with EDM's Heun convention as the fallback.
+
+    When no step count fits without a final sigma = 0, a solver whose last step to sigma = 0 is plain Euler
+    (heun, dpm2, edm_sde) takes the grid ending at 0: ``heun`` with NFE 35 = 18 steps, the 18th to sigma = 0
+    (EDM Algorithm 1, 2N - 1 evaluations). Solvers for which the final 0 changes nothing keep the plain grid.
+
+    >>> resolve_nfe("heun", 35), resolve_nfe("heun", 36), resolve_nfe("euler", 5)
+    ((18, True), (18, False), (5, False))
+    """
+    try:
+        return steps_for_nfe(solver, nfe, afs=afs, final_zero=final_zero), final_zero
+    except QACError:
+        entry = get_solver(solver)
+        if final_zero or entry.nfe is None or entry.nfe(2, afs, True) == entry.nfe(2, afs, False):
+            raise
+        return steps_for_nfe(solver, nfe, afs=afs, final_zero=True), True
+
+
 def _check_opts(entry: SolverEntry, opts: dict[str, Any]) -> None:
     params = inspect.signature(entry.fn).parameters
     allowed = [p for p in params if p not in ("denoise", "x", "sigmas", "callback", "afs", "generator")]
@@ -94,7 +117,8 @@ def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int
 
     ``noise`` is UNIT Gaussian [B, ...] (e.g. :func:`qac.util.per_seed_randn`); the state is kept in
     :func:`qac.util.state_dtype` of its device. Give ``steps`` (solver steps; the grid has steps + 1
-    points) or ``nfe`` (the step count that spends exactly that many denoiser calls). ``schedule`` is a
+    points) or ``nfe`` (the step count that spends exactly that many denoiser calls; an NFE that only fits
+    with a final sigma = 0, e.g. Heun's 35, appends it: EDM's convention, :func:`resolve_nfe`). ``schedule`` is a
     name (polynomial, logsnr, time_uniform) or a custom decreasing list of sigmas. ``rho=None`` uses the
     schedule's default. ``afs`` replaces the first network call by the analytical first step (where the
     solver supports it). ``final_zero`` appends sigma = 0. ``generator`` (one, or one per row) feeds the
@@ -105,6 +129,9 @@ def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int
     >>> res.nfe, res.steps, res.samples.dtype
     (8, 4, torch.float64)
     """
+    if schedule == "flow":
+        raise QACError("schedule 'flow' integrates an rf model's velocity in t: use qac.sampling.generate.generate "
+                       "(or qac.sampling.flow.sample_flow with a velocity function)")
     entry = get_solver(solver)
     _check_opts(entry, solver_opts)
     if afs and not entry.afs:
@@ -115,7 +142,7 @@ def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int
             raise QACError("give either steps or nfe, not both")
         if custom:
             raise QACError("nfe cannot be chosen with a custom sigma list (its length fixes the steps)")
-        steps = steps_for_nfe(solver, nfe, afs=afs, final_zero=final_zero)
+        steps, final_zero = resolve_nfe(solver, nfe, afs=afs, final_zero=final_zero)
     elif steps is None and not custom:
         raise QACError("give steps or nfe")
     dtype = state_dtype(noise.device)
@@ -135,6 +162,8 @@ def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int
         opts["afs"] = afs
     if entry.stochastic:
         opts["generator"] = generator
+    if entry.nfe is None:
+        opts["stats"] = opts.get("stats") if opts.get("stats") is not None else {}
     x = noise.to(dtype) * sigmas[0]
     out = entry.fn(counted, x, sigmas, callback=_callback, **opts)  # caller decides about no_grad
     zero = bool(sigmas[-1] == 0)
@@ -142,4 +171,6 @@ def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int
         raise RuntimeError(f"{solver}: counted {counted.calls} evaluations, rule says "
                            f"{entry.nfe(len(sigmas) - 1, afs, zero)}")
     trajectory = torch.stack(traj + [out]) if return_trajectory else None
-    return SampleResult(samples=out, nfe=counted.calls, sigmas=sigmas, solver=solver, trajectory=trajectory)
+    stats = opts.get("stats")
+    return SampleResult(samples=out, nfe=counted.calls, sigmas=sigmas, solver=solver, trajectory=trajectory,
+                        stats=stats)
