@@ -90,7 +90,8 @@ def test_info_on_the_cifar10_preset_counts_parameters():
 @pytest.mark.parametrize("args,needle", [
     (["sample", "--run", "/nonexistent/run"], "does not exist"),
     (["sample", "--run", "{toy}", "--solver", "nope"], "unknown solver"),
-    (["sample", "--run", "{toy}", "--solver", "heun", "--nfe", "3"], "cannot spend exactly"),
+    (["sample", "--run", "{toy}", "--solver", "ipndm", "--nfe", "3", "--schedule", "flow"], "runs solvers"),
+    (["sample", "--run", "{toy}", "--solver", "heun", "--nfe", "3", "--schedule", "flow"], "for rf models"),
     (["sample", "--run", "{toy}", "--code", "999"], "code indices"),
     (["sample", "--run", "{toy}", "--seeds", "9-1"], "runs backwards"),
     (["train", "--out", "{toy}", "--data", "toy:moons"], "already holds a run"),

@@ -107,16 +107,17 @@ def test_sweep_toy_rows_skips_and_outputs(runs, tmp_path):
     assert res.exit_code == 0, res.output
     with open(out / "sweep.csv") as fh:
         rows = list(csv.DictReader(fh))
-    # 2 runs x 2 solvers x 2 NFE = 8 pairs; heun cannot spend 3 evaluations (2N) -> 2 skipped
+    # 2 runs x 2 solvers x 2 NFE = 8 pairs; rf runs sample on the rf protocol ('auto'), where heun spends
+    # 2N - 1 evaluations: NFE 2 is impossible -> 2 skipped
     assert len(rows) == 6 and {r["metric"] for r in rows} == {"energy_distance"}
     assert {(r["run_name"], r["solver"], r["nfe"]) for r in rows} == {
         (n, s, k) for n in ("qac", "base") for s, k in
-        (("euler", "2"), ("euler", "3"), ("heun", "2"))}
-    assert all(r["floor"] != "" for r in rows)
+        (("euler", "2"), ("euler", "3"), ("heun", "3"))}
+    assert all(r["floor"] != "" and r["schedule"] == "flow" for r in rows)
     md = (out / "sweep.md").read_text()
-    assert "heun at NFE 3" in md and "—" in md and md.count("| qac |") == 2
+    assert "heun at NFE 2" in md and "—" in md and md.count("| qac |") == 2
     assert (out / "sweep.png").stat().st_size > 1000
-    assert "skipped qac / heun at NFE 3" in res.output
+    assert "skipped qac / heun at NFE 2" in res.output
 
 
 def test_sweep_value_equals_direct_energy_distance(runs):
@@ -127,7 +128,7 @@ def test_sweep_value_equals_direct_energy_distance(runs):
 
     run = load_run(runs["qac"], device="cpu")
     res = sweep([run], ["euler"], [4], "energy", num=80, seeds_start=5)
-    g = generate(run.model, range(5, 85), code_weights=run.code_weights(), solver="euler", nfe=4)
+    g = generate(run.model, range(5, 85), code_weights=run.code_weights(), solver="euler", nfe=4, schedule="flow")
     want = toy_report(g.samples, toy_reference(run, 160), metrics=["energy_distance"])
     assert res.rows[0]["value"] == pytest.approx(want["energy_distance"], rel=1e-9)
 

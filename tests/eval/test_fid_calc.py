@@ -114,5 +114,5 @@ def test_fid_calc_user_errors_are_one_line(setup, monkeypatch, tmp_path):
         assert len(res.output.strip().splitlines()) == 1
     res = CliRunner().invoke(main, ["fid", "calc", "--run", str(setup["run"]), "--ref", str(setup["ref"]),
                                     "--detector", str(setup["det"]), "--solver", "heun", "--nfe", "3",
-                                    "--num", "4", "--device", "cpu", "--no-progress"])
-    assert res.exit_code == 2 and "cannot spend exactly 3" in res.output
+                                    "--schedule", "flow", "--num", "4", "--device", "cpu", "--no-progress"])
+    assert res.exit_code == 2 and "for rf models" in res.output

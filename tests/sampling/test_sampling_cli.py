@@ -22,7 +22,7 @@ def test_bench_solvers_writes_table_and_plot(tmp_path):
     assert res.exit_code == 0, res.output
     md = (tmp_path / "gmm_solvers.md").read_text()
     heun = next(ln for ln in md.splitlines() if ln.startswith("| heun"))
-    assert heun.split("|")[2].strip() == "—"  # 3 NFE is impossible for heun without AFS
+    assert float(heun.split("|")[2]) > 0  # 3 NFE: 2 steps, the last to sigma = 0 as Euler (EDM's convention)
     assert (tmp_path / "gmm_solvers.png").stat().st_size > 1000
 
 

@@ -4,10 +4,11 @@ Both methods share everything but the condition: rectified-flow formulation (t ~
 MLP, Adam, batch, steps, seeds. Per (data set, method, seed) :func:`run_one` trains a run and measures
 
 * L_CFM: per-dimension test loss on fresh data, averaged over a midpoint t-grid (QAC: code from E(x₀));
-* curvature: RNE estimator on Euler with K = 100 (and K = 8) on a uniform RF-time grid from prior noise;
-* energy distance (primary few-step metric) at Euler NFE ∈ {1, 2, 4, 8, 100} against fresh data, and the
-  data-vs-data floor;
-* RK45 NFE: ``scipy.integrate.solve_ivp`` (RK45, rtol = atol = tol) of the RF ODE over t ∈ [1−1e-4, 1e-4];
+* curvature: RNE estimator on Euler with K = 100 (and K = 8) on the RF protocol's uniform t grid from t = 1;
+* energy distance (primary few-step metric) at Euler NFE ∈ {1, 2, 4, 8, 100} (RF protocol) against fresh
+  data, and the data-vs-data floor;
+* RK45 NFE: adaptive Dormand–Prince of the RF protocol in t from t = 1 (x_1 = n) to 0, rtol = atol = tol, one
+  batch of ``rk45_points`` seeds sharing its steps, with accepted and rejected steps (docs/solvers.md);
 * code perplexity exp(−Σ p log p) and codes with p > 1e-3 (QAC), from the online EMA weights.
 
 >>> cfg = ToyBenchConfig(datasets=("moons",), seeds=(0,), steps=50, n_eval=200)  # doctest: +SKIP
@@ -26,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from qac.eval.analysis import code_denoise_fn, rf_uniform_sigmas, trajectory_curvature
-from qac.metrics.cfm import cfm_loss_curve, velocity_from_denoiser
+from qac.eval.analysis import code_denoise_fn, trajectory_curvature
+from qac.metrics.cfm import cfm_loss_curve
 from qac.metrics.toy import energy_distance
 from qac.model import SteMode
 
@@ -73,30 +74,14 @@ def train_toy(cfg: ToyBenchConfig, dataset: str, method: str, seed: int, run_dir
     return time.perf_counter() - t0
 
 
-def rk45_nfe(run: Any, seeds: Sequence[int], tol: float, t_max: float = 1 - 1e-4, t_min: float = 1e-4) -> int:
-    """Function evaluations of scipy RK45 on the RF ODE dx/dt = v(x, t) from t_max (noise) to t_min."""
-    from scipy.integrate import solve_ivp
+def rk45_nfe(run: Any, seeds: Sequence[int], tol: float) -> dict[str, int]:
+    """RK45 of the RF protocol (Dormand–Prince in t from t = 1 to 0, rtol = atol = ``tol``) on one batch of
+    ``seeds``: ``{"nfe", "accepted", "rejected"}`` (the batch shares its steps; docs/solvers.md)."""
+    from qac.sampling.generate import generate
 
-    from qac.conditions import index_to_codes
-    from qac.util import per_seed_randn
-
-    model = run.model
-    shape = (len(seeds), *model.item_shape)
-    x1 = per_seed_randn(list(seeds), model.item_shape, dtype=torch.float64)
-    y_q = None
-    if model.conditional:
-        idx = run.code_weights().sample(seeds=list(seeds))
-        y_q = index_to_codes(idx, model.levels, model.code_dim)
-    vel = velocity_from_denoiser(lambda x, s, _x0: model(x, s, y_q))
-
-    def f(t: float, flat: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(flat).reshape(shape)
-        with torch.no_grad():
-            v = vel(x, torch.tensor(t, dtype=torch.float64), x)
-        return v.reshape(-1).numpy()
-
-    sol = solve_ivp(f, (t_max, t_min), (x1 * t_max).reshape(-1).numpy(), method="RK45", rtol=tol, atol=tol)
-    return int(sol.nfev)
+    out = generate(run.model, list(seeds), code_weights=run.code_weights(), solver="rk45", schedule="flow",
+                   rtol=tol, atol=tol, batch_size=len(seeds))
+    return dict(out.stats or {})
 
 
 def evaluate_toy(run: Any, cfg: ToyBenchConfig, dataset: str, seed: int) -> dict[str, Any]:
@@ -119,10 +104,11 @@ def evaluate_toy(run: Any, cfg: ToyBenchConfig, dataset: str, seed: int) -> dict
     out["ed_floor"] = energy_distance(ref[:cfg.n_eval], ref[cfg.n_eval:])
     weights = run.code_weights()
     for nfe in cfg.nfes:
-        g = generate(run.model, eval_seeds, code_weights=weights, solver="euler",
-                     schedule=rf_uniform_sigmas(nfe, cfg.sigma_max), batch_size=4096)
+        g = generate(run.model, eval_seeds, code_weights=weights, solver="euler", nfe=nfe, schedule="flow",
+                     batch_size=4096)
         out[f"ed{nfe}"] = energy_distance(g.samples, ref[:cfg.n_eval])
-    out["rk45_nfe"] = rk45_nfe(run, list(range(cfg.rk45_points)), cfg.rk45_tol)
+    rk = rk45_nfe(run, list(range(cfg.rk45_points)), cfg.rk45_tol)
+    out["rk45_nfe"], out["rk45_rejected"] = rk["nfe"], rk["rejected"]
     if weights is not None:
         out["perplexity"] = weights.perplexity()
         out["codes_used"] = weights.num_used(1e-3)
@@ -218,9 +204,9 @@ def markdown_report(rows: Sequence[dict[str, Any]], cfg: ToyBenchConfig, seconds
     """The results page: one table per data set (mean ± std over seeds) and the QAC ÷ baseline ratios."""
     summ = summarize(rows)
     cols = ["lcfm", *[f"curv{k}" for k in cfg.curvature_steps], *[f"ed{n}" for n in cfg.nfes], "ed_floor",
-            "rk45_nfe", "perplexity", "codes_used", "train_s"]
+            "rk45_nfe", "rk45_rejected", "perplexity", "codes_used", "train_s"]
     heads = ["L_CFM", *[f"Curv(K={k})" for k in cfg.curvature_steps], *[f"ED@{n}" for n in cfg.nfes],
-             "ED floor", "RK45 NFE", "perplexity", "codes > 1e-3", "train s"]
+             "ED floor", "RK45 NFE", "RK45 rejected", "perplexity", "codes > 1e-3", "train s"]
     lines = ["# 2-D toy benchmark: I-CFM baseline vs QAC", "",
              "Written by `benchmarks/toy2d.py` (protocol: docs/design.md §11, scaled to the CPU "
              "budget). Mean ± std over seeds " + ", ".join(map(str, cfg.seeds)) + ".", "",
@@ -231,10 +217,12 @@ def markdown_report(rows: Sequence[dict[str, Any]], cfg: ToyBenchConfig, seconds
              "the online EMA histogram. "
              f"L_CFM per dimension on {cfg.lcfm_points} fresh points, mean over a {cfg.lcfm_ts}-point "
              f"midpoint "
-             f"t-grid. Curvature: RNE estimator, Euler on a uniform RF-time grid (σ_max = {cfg.sigma_max:g}) "
-             f"from {cfg.n_eval} prior draws. ED@k: unbiased energy distance, Euler with k steps (NFE = k), "
-             f"{cfg.n_eval} vs {cfg.n_eval} fresh points; ED floor = data vs data. RK45: scipy, tol "
-             f"{cfg.rk45_tol:g}, {cfg.rk45_points} points. Wall time of the last invocation "
+             f"t-grid. Curvature: RNE estimator, Euler on the RF protocol's uniform t grid from t = 1 "
+             f"from {cfg.n_eval} prior draws. ED@k: unbiased energy distance, Euler with k steps (NFE = k) on "
+             f"the same protocol, {cfg.n_eval} vs {cfg.n_eval} fresh points; ED floor = data vs data. RK45: "
+             f"Dormand–Prince in t from t = 1 to 0, rtol = atol = {cfg.rk45_tol:g}, one batch of "
+             f"{cfg.rk45_points} points sharing its steps (NFE = 1 + 6 × attempted steps). Wall time of the last "
+             f"invocation "
              f"{seconds / 60:.1f} min; "
              f"summed over runs: training {sum(r['train_s'] for r in rows) / 60:.1f} min, evaluation "
              f"{sum(r.get('eval_s', 0.0) for r in rows) / 60:.1f} min (single-threaded processes on a shared "

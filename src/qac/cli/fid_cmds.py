@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 import torch
 
+from qac.cli.sampling_opts import SamplingOptions, sampling_options
 from qac.errors import QACError
 from qac.metrics.detectors import Detector, open_detector
 from qac.metrics.fid import compute_stats, reference_meta
@@ -83,9 +84,7 @@ def fid_ref(source: str, out: str, detector_path: str | None, proxy: str | None,
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="trained run folder")
 @click.option("--ref", "ref_path", required=True, type=click.Path(dir_okay=False),
               help="reference statistics .npz (from `qac fid ref` or EDM's)")
-@click.option("--solver", default="heun", help="sampling solver (see `qac solvers`)")
-@click.option("--nfe", default=None, type=click.IntRange(min=1), help="network evaluations per sample")
-@click.option("--steps", default=None, type=click.IntRange(min=1), help="solver steps (instead of --nfe)")
+@sampling_options(solver="heun")
 @click.option("--num", default=50_000, type=click.IntRange(min=2), help="number of generated images")
 @click.option("--seeds-start", default=0, type=click.IntRange(min=0), help="first seed (EDM: 0)")
 @click.option("--batch", default=256, type=click.IntRange(min=1), help="images per sampling batch")
@@ -94,9 +93,6 @@ def fid_ref(source: str, out: str, detector_path: str | None, proxy: str | None,
 @click.option("--proxy", default=None, type=click.Choice(["pixel_fd", "randconv_fd"]),
               help="a proxy_* Fréchet distance instead of FID (NOT FID; the --ref must be made with it)")
 @click.option("--proxy-seed", default=0, type=int, help="seed of the random conv net for --proxy randconv_fd")
-@click.option("--codes", default="online", type=click.Choice(["online", "offline"]),
-              help="code weights to sample codes from (offline: after `qac collect`)")
-@click.option("--afs", is_flag=True, help="analytical first step (saves one NFE)")
 @click.option("--kid", "kid_keep", default=0, type=click.IntRange(min=0),
               help="keep this many generated features for KID (needs a reference with --keep-features)")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
@@ -105,10 +101,9 @@ def fid_ref(source: str, out: str, detector_path: str | None, proxy: str | None,
 @click.option("--allow-download", is_flag=True, help="download the NVIDIA detector if none is found")
 @click.option("--progress/--no-progress", default=True, help="show a progress bar")
 @click.option("--aligner", default=None, type=click.Path(dir_okay=False), help="aligner JSON from `qac align`")
-def fid_calc(run_dir: str, ref_path: str, solver: str, nfe: int | None, steps: int | None, num: int,
-             seeds_start: int, batch: int, detector_path: str | None, proxy: str | None, proxy_seed: int,
-             codes: str, afs: bool, kid_keep: int, json_out: str | None, device: str, allow_download: bool,
-             progress: bool, aligner: str | None) -> None:
+def fid_calc(run_dir: str, ref_path: str, sampling: SamplingOptions, num: int, seeds_start: int, batch: int,
+             detector_path: str | None, proxy: str | None, proxy_seed: int, kid_keep: int, json_out: str | None,
+             device: str, allow_download: bool, progress: bool, aligner: str | None) -> None:
     """FID (or a proxy_*) of --num samples of a run, generated in batches straight into the statistics."""
     from qac.eval.evaluate import fid_of_run
     from qac.metrics.stats import load_reference
@@ -116,7 +111,8 @@ def fid_calc(run_dir: str, ref_path: str, solver: str, nfe: int | None, steps: i
     from qac.train.run import load_run
     from qac.util import atomic_write_json
 
-    if nfe is None and steps is None and aligner is None:
+    spec = sampling.spec()
+    if spec.nfe is None and spec.steps is None and aligner is None and spec.solver != "rk45":
         raise QACError("give --nfe or --steps")
     if json_out:
         check_writable(json_out, is_dir=False, option="--json")  # before the sampling, not after it
@@ -127,21 +123,26 @@ def fid_calc(run_dir: str, ref_path: str, solver: str, nfe: int | None, steps: i
     dev = rank_device(device, info)
     det = _detector(detector_path, proxy, proxy_seed, allow_download, dev)
     run = load_run(run_dir, device=dev)
-    extra = {}
+    factory = None
     if aligner is not None:
         from qac.align import aligner_for_run
 
-        extra["denoise_factory"], nfe = aligner_for_run(aligner, run, solver=solver, nfe=nfe, steps=steps, afs=afs,
-                                                                schedule="polynomial")
-    res = fid_of_run(run, ref, det, solver=solver, nfe=nfe, steps=steps, num=num, seeds_start=seeds_start,
-                     batch_size=batch, codes=codes, afs=afs, kid_keep=kid_keep, progress=progress, info=info,
-                     **extra)
+        if spec.schedule == "auto":
+            spec = spec.replace(schedule="polynomial")  # aligners live on sigma schedules
+        factory, nfe = aligner_for_run(aligner, run, solver=spec.solver, nfe=spec.nfe, steps=spec.steps,
+                                       afs=spec.afs, schedule=spec.schedule, sigma_min=spec.sigma_min,
+                                       sigma_max=spec.sigma_max, rho=spec.rho)
+        spec = spec.replace(nfe=nfe)
+    spec = spec.for_formulation(run.model.formulation.name)
+    res = fid_of_run(run, ref, det, spec=spec, num=num, seeds_start=seeds_start, batch_size=batch, kid_keep=kid_keep,
+                     progress=progress, info=info, denoise_factory=factory)
     if not info.is_main:
         return
     r = res.result
     note = " (proxy, NOT FID)" if res.is_proxy else ""
-    click.echo(f"{r.metric} = {r.value:.4f}{note}  N={r.n} seeds={r.seeds} solver={solver} NFE={res.nfe}"
-               f"{' afs' if afs else ''}{' aligned' if aligner else ''} codes={codes} protocol={r.protocol} "
+    click.echo(f"{r.metric} = {r.value:.4f}{note}  N={r.n} seeds={r.seeds} solver={spec.solver} NFE={res.nfe} "
+               f"schedule={res.schedule}{' afs' if spec.afs else ''}{' aligned' if aligner else ''} codes={spec.codes} "
+               f"protocol={r.protocol} "
                f"detector sha256={r.detector_sha256[:12]}..."
                + ("" if r.comparable_to_published else "  [not comparable to published FID-50k]"))
     if json_out:

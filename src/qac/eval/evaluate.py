@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -25,6 +25,7 @@ from qac.metrics.fid import compute_stats, fid_from_stats
 from qac.metrics.frechet import FIDResult
 from qac.metrics.stats import Reference, load_reference
 from qac.metrics.toy import TOY_METRICS, toy_report
+from qac.sampling.spec import SamplingSpec
 from qac.train.distributed import DistInfo, gather_objects, shard
 
 #: Seed offset of the fresh toy reference data (far from the training seeds 0, 1, 2, ...).
@@ -53,25 +54,21 @@ def seeds_label(seeds: Sequence[int]) -> str:
     return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
 
 
-@dataclass(frozen=True)
-class SamplerSpec:
-    """How samples are drawn: solver, ``nfe`` or ``steps``, AFS, code weights, and extra
-    :func:`qac.sampling.sample` options (schedule, sigma_min, sigma_max, ...)."""
-
-    solver: str = "heun"
-    nfe: int | None = None
-    steps: int | None = None
-    afs: bool = False
-    codes: Literal["online", "offline", "uniform"] = "online"
-    opts: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.nfe is not None and self.steps is not None:
-            raise QACError("give either --nfe or --steps, not both")
+def sampling_spec(spec: SamplingSpec | None = None, **legacy: Any) -> SamplingSpec:
+    """``spec``, or one built from the keyword form (solver, nfe, steps, afs, codes, schedule, sigma_min,
+    sigma_max, rho and solver options) that the drivers also accept; not both."""
+    if spec is not None:
+        if legacy:
+            raise QACError(f"give a SamplingSpec or sampler keywords, not both ({', '.join(legacy)})")
+        return spec
+    known = {k: legacy.pop(k) for k in ("solver", "steps", "nfe", "schedule", "afs", "sigma_min", "sigma_max",
+                                        "rho", "codes") if k in legacy}
+    return SamplingSpec(**known, opts=legacy)
 
 
-def sample_batches(run: RunLike, seeds: Sequence[int], spec: SamplerSpec, *, batch_size: int = 256,
-                   on_batch: Callable[[int, int], None] | None = None) -> Iterator[torch.Tensor]:
+def sample_batches(run: RunLike, seeds: Sequence[int], spec: SamplingSpec, *, batch_size: int = 256,
+                   on_batch: Callable[[int, int], None] | None = None,
+                   denoise_factory: Any = None) -> Iterator[torch.Tensor]:
     """Yield generated samples (float32 CPU; images clamped to [-1, 1]) for ``seeds`` in order, by batch.
 
     ``on_batch(n_items, nfe)`` is called after every batch (progress bars, NFE bookkeeping).
@@ -79,12 +76,13 @@ def sample_batches(run: RunLike, seeds: Sequence[int], spec: SamplerSpec, *, bat
     from qac.sampling.generate import generate
 
     run = open_run(run)
+    spec = spec.for_formulation(run.model.formulation.name)
     weights = run.code_weights(spec.codes)
     image = len(run.model.item_shape) == 3
     for lo in range(0, len(seeds), batch_size):
         chunk = list(seeds[lo:lo + batch_size])
-        out = generate(run.model, chunk, code_weights=weights, solver=spec.solver, steps=spec.steps,
-                       nfe=spec.nfe, batch_size=batch_size, afs=spec.afs, **spec.opts)
+        out = generate(run.model, chunk, code_weights=weights, batch_size=batch_size,
+                       denoise_factory=denoise_factory, **spec.sample_kwargs())
         if not bool(torch.isfinite(out.samples).all()):
             raise QACError(f"samples of {run.path} (step {getattr(run, 'step', '?')}) are NaN/Inf for seeds "
                            f"{chunk[0]}-{chunk[-1]}: its weights are diverged or damaged")
@@ -111,6 +109,7 @@ class RunMetric:
     seconds: float
     floor: float | None = None
     result: FIDResult | None = None
+    schedule: str = "polynomial"
 
     @property
     def is_proxy(self) -> bool:
@@ -133,14 +132,15 @@ class _NfeRecorder:
             self.bar.update(n)
 
 
-def fid_of_run(run: RunLike, ref: Reference | str | Path, detector: Detector, *, solver: str = "heun",
-               nfe: int | None = None, steps: int | None = None, num: int = 50_000, seeds_start: int = 0,
-               batch_size: int = 256, codes: str = "online", afs: bool = False, kid_keep: int = 0,
-               progress: bool = True, info: DistInfo | None = None, **sample_opts: Any) -> RunMetric:
+def fid_of_run(run: RunLike, ref: Reference | str | Path, detector: Detector, *, spec: SamplingSpec | None = None,
+               num: int = 50_000, seeds_start: int = 0, batch_size: int = 256, kid_keep: int = 0,
+               progress: bool = True, info: DistInfo | None = None, denoise_factory: Any = None,
+               **sampler: Any) -> RunMetric:
     """FID (or the ``proxy_*`` distance of a proxy ``detector``) of ``num`` samples of ``run`` vs ``ref``.
 
     Seeds ``seeds_start .. seeds_start + num − 1``; images go from the sampler to the detector batch by
-    batch. The record names N, seeds, detector sha256, protocol (in ``result``), solver and NFE. Under
+    batch. ``spec`` says how to sample (or the keywords of :func:`sampling_spec`: ``solver="heun", nfe=...``).
+    The record names N, seeds, detector sha256, protocol (in ``result``), solver and NFE. Under
     torchrun (``info``) each rank samples its block of seeds and the statistics are merged
     (:mod:`qac.eval.distributed`); every rank returns the same result.
 
@@ -153,19 +153,20 @@ def fid_of_run(run: RunLike, ref: Reference | str | Path, detector: Detector, *,
         raise QACError(f"{run.path} is a point-data run: use a toy metric (energy_distance, w2, mmd)")
     ref = load_reference(ref) if isinstance(ref, (str, Path)) else ref
     seeds = seed_range(seeds_start, num)
-    spec = SamplerSpec(solver, nfe, steps, afs, codes, dict(sample_opts))
+    spec = sampling_spec(spec, **sampler)
     from qac.eval.distributed import merge_stats
 
     info = info or DistInfo()
     rec = _NfeRecorder()
     local = seeds[shard(len(seeds), info)]
-    batches = sample_batches(run, local, spec, batch_size=batch_size, on_batch=rec)
+    batches = sample_batches(run, local, spec, batch_size=batch_size, on_batch=rec, denoise_factory=denoise_factory)
     stats = compute_stats(batches, detector, keep=kid_keep, progress=progress and info.is_main, total=len(local))
     stats = merge_stats(stats, info)
     result = fid_from_stats(stats, ref, detector, seeds=seeds_label(seeds))
     nfe = max(gather_objects(rec.nfe, info))
-    return RunMetric(str(run.path), result.metric, result.value, solver, nfe, steps, afs, codes, result.n,
-                     seeds_label(seeds), time.perf_counter() - t0, result=result)
+    return RunMetric(str(run.path), result.metric, result.value, spec.solver, nfe, spec.steps, spec.afs, spec.codes,
+                     result.n, seeds_label(seeds), time.perf_counter() - t0, result=result,
+                     schedule=_schedule_name(spec, run))
 
 
 def toy_reference(run: RunLike, num: int, seed: int = TOY_REF_SEED) -> torch.Tensor:
@@ -184,15 +185,15 @@ def toy_reference(run: RunLike, num: int, seed: int = TOY_REF_SEED) -> torch.Ten
     return data[perm[:num]]
 
 
-def toy_metric_of_run(run: RunLike, metric: str = "energy_distance", *, solver: str = "euler",
-                      nfe: int | None = None, steps: int | None = None, num: int = 2000, seeds_start: int = 0,
-                      batch_size: int = 4096, codes: str = "online", afs: bool = False,
+def toy_metric_of_run(run: RunLike, metric: str = "energy_distance", *, spec: SamplingSpec | None = None,
+                      num: int = 2000, seeds_start: int = 0, batch_size: int = 4096,
                       reference: torch.Tensor | None = None, info: DistInfo | None = None,
-                      **sample_opts: Any) -> RunMetric:
+                      denoise_factory: Any = None, **sampler: Any) -> RunMetric:
     """A toy distance (``energy_distance``, ``w2``, ``mmd``) of ``num`` samples vs fresh data, with its floor.
 
     The reference holds ``2·num`` fresh points (:func:`toy_reference`); :func:`qac.metrics.toy.toy_report`
-    compares the samples with one half and reports the other half as the data-vs-data floor.
+    compares the samples with one half and reports the other half as the data-vs-data floor. ``spec`` (or
+    the keywords of :func:`sampling_spec`; here the solver defaults to ``euler``) says how to sample.
 
     >>> toy_metric_of_run("runs/moons", "energy_distance", solver="euler", nfe=2).value  # doctest: +SKIP
     """
@@ -203,16 +204,25 @@ def toy_metric_of_run(run: RunLike, metric: str = "energy_distance", *, solver: 
     if len(run.model.item_shape) != 1:
         raise QACError(f"{run.path} is an image run: {metric!r} needs point data (use fid or proxy_*)")
     seeds = seed_range(seeds_start, num)
-    spec = SamplerSpec(solver, nfe, steps, afs, codes, dict(sample_opts))
+    if spec is None:
+        sampler.setdefault("solver", "euler")
+    spec = sampling_spec(spec, **sampler)
     from qac.eval.distributed import gather_cat
 
     info = info or DistInfo()
     rec = _NfeRecorder()
     local = seeds[shard(len(seeds), info)]
-    mine = list(sample_batches(run, local, spec, batch_size=batch_size, on_batch=rec))
+    mine = list(sample_batches(run, local, spec, batch_size=batch_size, on_batch=rec,
+                               denoise_factory=denoise_factory))
     samples = gather_cat(torch.cat(mine) if mine else torch.zeros(0, *run.model.item_shape), info)
     rec.nfe = max(gather_objects(rec.nfe, info))
     ref = toy_reference(run, 2 * num) if reference is None else reference
     rep = toy_report(samples, ref, metrics=[metric])
-    return RunMetric(str(run.path), metric, rep[metric], solver, rec.nfe, steps, afs, codes, int(rep["n"]),
-                     seeds_label(seeds), time.perf_counter() - t0, floor=rep[f"{metric}_floor"])
+    return RunMetric(str(run.path), metric, rep[metric], spec.solver, rec.nfe, spec.steps, spec.afs, spec.codes,
+                     int(rep["n"]), seeds_label(seeds), time.perf_counter() - t0, floor=rep[f"{metric}_floor"],
+                     schedule=_schedule_name(spec, run))
+
+
+def _schedule_name(spec: SamplingSpec, run: Any) -> str:
+    s = spec.for_formulation(run.model.formulation.name).schedule
+    return s if isinstance(s, str) else "custom"

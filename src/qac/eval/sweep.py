@@ -1,7 +1,9 @@
 """Metric vs NFE for several runs and solvers: CSV, markdown table and plot (docs/design.md §5).
 
-Every (run, solver, NFE) is evaluated under the same seeds; a pair the solver cannot spend exactly
-(e.g. Heun at an odd NFE without AFS) is skipped with a note instead of failing. Metrics:
+Every (run, solver, NFE) is evaluated under the same seeds and the same :class:`SamplingSpec` (schedule,
+sigma range, AFS, solver options, code weights); a pair the solver cannot spend exactly (e.g. an even NFE
+for Heun under the rf protocol) is skipped with a note instead of failing. ``budget="steps"`` sweeps step
+counts instead of NFE. Metrics:
 
 * point runs: ``energy_distance`` (alias ``energy``), ``w2``, ``mmd`` against fresh toy data (with floor);
 * image runs: ``fid`` (needs a detector and ``ref``) or a Fréchet proxy ``proxy_pixel_fd`` /
@@ -25,10 +27,13 @@ from qac.errors import QACError
 from qac.eval.evaluate import fid_of_run, open_run, toy_metric_of_run
 from qac.metrics.registry import get_metric
 from qac.metrics.stats import Reference, load_reference
-from qac.sampling import get_solver, steps_for_nfe
+from qac.sampling import get_solver
+from qac.sampling.flow import flow_steps_for_nfe
+from qac.sampling.sample import resolve_nfe
+from qac.sampling.spec import SamplingSpec
 
 ALIASES = {"energy": "energy_distance", "ed": "energy_distance"}
-CSV_COLUMNS = ("run", "run_name", "solver", "nfe", "steps", "afs", "metric", "value", "floor", "n", "seeds",
+CSV_COLUMNS = ("run", "run_name", "solver", "nfe", "steps", "afs", "schedule", "metric", "value", "floor", "n", "seeds",
                "seconds", "aligned")
 
 
@@ -62,61 +67,81 @@ class SweepResult:
 def sweep(runs: Sequence[Any], solvers: Sequence[str], nfes: Sequence[int], metric: str, *,
           ref: Reference | str | Path | None = None, detector: Any = None, num: int = 2000,
           seeds_start: int = 0, batch_size: int = 256, afs: bool = False, codes: str = "online",
-          progress: bool = False, log: Any = None, info: Any = None, denoise_factory_for: Any = None) -> SweepResult:
+          progress: bool = False, log: Any = None, info: Any = None, denoise_factory_for: Any = None,
+          spec: SamplingSpec | None = None, budget: str = "nfe") -> SweepResult:
     """Evaluate ``metric`` for every run × solver × NFE (see the module docstring).
+
+    ``spec`` holds everything but solver and budget (its ``afs`` and ``codes`` win over the keywords);
+    ``budget`` is ``"nfe"`` or ``"steps"`` (then ``nfes`` are step counts).
 
     ``info`` (a :class:`qac.train.distributed.DistInfo`) splits each evaluation's seeds over torchrun
     processes. ``denoise_factory_for(run, solver, nfe, afs)`` may return a denoise factory for that point (a
     timestep aligner, :func:`qac.align.sweep_factories`) or ``None``; rows record ``aligned``.
     """
     metric = resolve_metric(metric)
-    spec = get_metric(metric)
+    base = spec if spec is not None else SamplingSpec(afs=afs, codes=codes)
+    afs, codes = base.afs, base.codes
+    if budget not in ("nfe", "steps"):
+        raise QACError(f"budget must be 'nfe' or 'steps', got {budget!r}")
+    mspec = get_metric(metric)
     for s in solvers:
         entry = get_solver(s)  # unknown solver names are user errors up front
         if entry.nfe is None:
             raise QACError(f"solver {s!r} is adaptive: it has no fixed NFE to sweep")
+        base.replace(solver=s)  # solver/schedule combinations are user errors up front too
     if not nfes:
         raise QACError("give at least one NFE")
-    if spec.domain == "image":
+    if mspec.domain == "image":
         if ref is None:
             raise QACError(f"metric {metric!r} needs reference statistics (--ref, from `qac fid ref`)")
         ref = load_reference(ref) if isinstance(ref, (str, Path)) else ref
         if detector is None:
             if metric == "fid":
                 raise QACError("metric 'fid' needs a detector (--detector PATH); or use a proxy_* metric")
-            detector = spec.detector(0)
+            detector = mspec.detector(0)
     loaded = [open_run(r) for r in runs]
     kinds = {r.path: "image" if len(r.model.item_shape) == 3 else "points" for r in loaded}
-    bad = [str(p) for p, k in kinds.items() if k != spec.domain]
+    bad = [str(p) for p, k in kinds.items() if k != mspec.domain]
     if bad:
-        raise QACError(f"metric {metric!r} is for {spec.domain} runs; {bad[0]} holds "
-                       f"{'images' if spec.domain == 'points' else 'points'}")
+        raise QACError(f"metric {metric!r} is for {mspec.domain} runs; {bad[0]} holds "
+                       f"{'images' if mspec.domain == 'points' else 'points'}")
     res = SweepResult(metric)
     names = _run_names(loaded)
     for run, name in zip(loaded, names):
         for solver in solvers:
             for nfe in nfes:
+                factory = None
+                if budget == "nfe" and denoise_factory_for is not None:
+                    factory = denoise_factory_for(run, solver, nfe, afs)
+                point = base.replace(solver=solver, **{budget: nfe})
+                if factory is not None and point.schedule == "auto":
+                    point = point.replace(schedule="polynomial")
                 try:
-                    steps = steps_for_nfe(solver, nfe, afs=afs)
+                    point = point.for_formulation(run.model.formulation.name)
+                    steps = nfe if budget == "steps" else _steps_of(point)
                 except QACError as exc:
                     res.skipped.append({"run_name": name, "solver": solver, "nfe": nfe, "reason": str(exc)})
                     continue
-                common = dict(solver=solver, nfe=nfe, num=num, seeds_start=seeds_start, batch_size=batch_size,
-                              codes=codes, afs=afs, info=info)
-                factory = denoise_factory_for(run, solver, nfe, afs) if denoise_factory_for is not None else None
-                if factory is not None:
-                    common["denoise_factory"] = factory
-                if spec.domain == "image":
+                common = dict(spec=point, num=num, seeds_start=seeds_start, batch_size=batch_size, info=info,
+                              denoise_factory=factory)
+                if mspec.domain == "image":
                     m = fid_of_run(run, ref, detector, progress=progress, **common)
                 else:
                     m = toy_metric_of_run(run, metric, **common)
                 row = {"run": m.run, "run_name": name, "solver": solver, "nfe": m.nfe, "steps": steps,
-                       "afs": afs, "metric": m.metric, "value": m.value, "floor": m.floor, "n": m.n,
-                       "seeds": m.seeds, "seconds": round(m.seconds, 3), "aligned": factory is not None}
+                       "afs": afs, "schedule": m.schedule, "metric": m.metric, "value": m.value, "floor": m.floor,
+                       "n": m.n, "seeds": m.seeds, "seconds": round(m.seconds, 3), "aligned": factory is not None}
                 res.rows.append(row)
                 if log is not None:
                     log(f"{name} {solver} NFE {m.nfe}: {m.metric} = {m.value:.5g}")
     return res
+
+
+def _steps_of(spec: SamplingSpec) -> int:
+    """Steps of a point given by NFE (QACError when the solver cannot spend it exactly)."""
+    if spec.schedule == "flow":
+        return flow_steps_for_nfe(spec.solver, spec.nfe)
+    return resolve_nfe(spec.solver, spec.nfe, afs=spec.afs)[0]
 
 
 def _run_names(runs: Sequence[Any]) -> list[str]:

@@ -63,7 +63,8 @@ class Generated:
     """Samples (float, [-1,1] for images) with the code index used by each (-1 for the baseline).
 
     ``nfe``: evaluations of the last batch (adaptive solvers: keep batches large for tables); ``times``: the t
-    grid of the RF protocol (its trajectory holds x_t); ``stats``: rk45 step counts summed over the batches.
+    grid of the RF protocol (its trajectory holds x_t); ``stats``: rk45 step counts summed over the batches;
+    ``sigmas``: the sigma grid (of the last batch).
     """
 
     samples: Tensor
@@ -72,6 +73,7 @@ class Generated:
     trajectory: Tensor | None = None
     times: Tensor | None = None
     stats: dict[str, int] | None = None
+    sigmas: Tensor | None = None
 
 
 def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights | None = None,
@@ -94,8 +96,9 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
     if batch_size < 1:
         raise QACError(f"batch size must be >= 1, got {batch_size}")
     stochastic = get_solver(solver).stochastic
-    if sample_opts.get("schedule") == "auto":
-        sample_opts["schedule"] = auto_schedule(model.formulation.name, solver)
+    if sample_opts.get("schedule") == "auto":  # an aligner lives on a sigma schedule
+        sample_opts["schedule"] = ("polynomial" if denoise_factory is not None
+                                   else auto_schedule(model.formulation.name, solver))
     flow = sample_opts.get("schedule") == "flow"
     if flow:
         if model.formulation.name != "rf":
@@ -145,7 +148,7 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
         if progress is not None:
             progress(len(chunk))
     traj = torch.cat(trajs, dim=1) if trajs else None
-    return Generated(torch.cat(outs), indices.clone(), used_nfe, traj, res.times, stats)
+    return Generated(torch.cat(outs), indices.clone(), used_nfe, traj, res.times, stats, res.sigmas)
 
 
 def check_sampling_memory(num: int, batch_size: int, shape: tuple[int, ...], device: torch.device) -> None:

@@ -47,7 +47,7 @@ class SamplingSpec:
     solver: str = "heun"
     steps: int | None = None
     nfe: int | None = None
-    schedule: str = "auto"
+    schedule: str | tuple[float, ...] = "auto"
     afs: bool = False
     sigma_min: float = 0.002
     sigma_max: float = 80.0
@@ -65,7 +65,9 @@ class SamplingSpec:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
                 raise QACError(f"--{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.schedule, str) or self.schedule not in SCHEDULE_NAMES:
+        if not isinstance(self.schedule, str):  # a custom sigma list (checked by make_sigmas)
+            object.__setattr__(self, "schedule", tuple(float(v) for v in self.schedule))
+        elif self.schedule not in SCHEDULE_NAMES:
             raise QACError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULE_NAMES)}")
         if self.codes not in CODE_SOURCES:
             raise QACError(f"code weights must be one of {', '.join(CODE_SOURCES)}, got {self.codes!r}")
@@ -100,8 +102,8 @@ class SamplingSpec:
     def sample_kwargs(self) -> dict[str, Any]:
         """Keywords for :func:`qac.sampling.generate.generate` (after :meth:`for_formulation`, or with
         ``auto``, which generate resolves itself)."""
-        kw: dict[str, Any] = {"solver": self.solver, "steps": self.steps, "nfe": self.nfe,
-                              "schedule": self.schedule}
+        schedule = self.schedule if isinstance(self.schedule, str) else list(self.schedule)
+        kw: dict[str, Any] = {"solver": self.solver, "steps": self.steps, "nfe": self.nfe, "schedule": schedule}
         if self.schedule != "flow":
             kw.update(afs=self.afs, sigma_min=self.sigma_min, sigma_max=self.sigma_max, rho=self.rho)
         kw.update(self.options)
@@ -110,6 +112,7 @@ class SamplingSpec:
     def label(self) -> str:
         """A short human-readable description, e.g. ``heun nfe=5 flow``."""
         budget = f"nfe={self.nfe}" if self.nfe is not None else (f"steps={self.steps}" if self.steps else "")
-        parts = [self.solver, budget, self.schedule, "afs" if self.afs else ""]
+        schedule = self.schedule if isinstance(self.schedule, str) else f"custom[{len(self.schedule)}]"
+        parts = [self.solver, budget, schedule, "afs" if self.afs else ""]
         parts += [f"{k}={v}" for k, v in self.opts]
         return " ".join(p for p in parts if p)

@@ -36,15 +36,18 @@ class LoadedRun:
     online_weights: CodeWeights | None
 
     def code_weights(self, source: str = "online") -> CodeWeights | None:
-        """Code weights to sample codes from: ``online`` (Alg. 1 EMA histogram) or ``offline`` (collect)."""
+        """Code weights to sample codes from: ``online`` (Alg. 1 EMA histogram), ``offline`` (collect) or
+        ``uniform`` (uniform over the codes the online weights use)."""
         if not self.model.conditional:
             return None
         if source == "online":
             return self.online_weights
+        if source == "uniform":
+            return self.online_weights.uniform_over_used()
         if source == "offline":
             return code_weights_of(load_offline_codes(self.path), self.config, self.path / "codes_offline.safetensors",
                                    next(self.model.parameters()).device)
-        raise QACError(f"code weights must be 'online' or 'offline', got {source!r}")
+        raise QACError(f"code weights must be 'online', 'offline' or 'uniform', got {source!r}")
 
     def dataset(self) -> ArrayDataset:
         c = self.config
