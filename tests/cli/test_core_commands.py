@@ -115,3 +115,15 @@ def test_user_mistakes_give_one_line_and_exit_code_2(toy_run, tmp_path, args, ne
 def test_help_documents_defaults():
     res = _run("train", "--help")
     assert res.exit_code == 0 and "default: 2000" in res.output and "--resume" in res.output
+
+
+def test_the_four_sampling_commands_share_one_set_of_options():
+    """sample, fid calc, sweep and analyze take the same sampling options (one decorator)."""
+    from qac.cli.sampling_opts import OPTION_NAMES
+
+    for cmd in (["sample"], ["fid", "calc"], ["sweep"], ["analyze"]):
+        res = CliRunner().invoke(main, [*cmd, "--help"])
+        assert res.exit_code == 0, res.output
+        for name in OPTION_NAMES:
+            assert f"{name} " in res.output or f"{name}\n" in res.output, (cmd, name)
+        assert "flow (rf" in res.output, cmd  # the schedule help names the rf protocol

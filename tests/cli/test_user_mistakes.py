@@ -271,6 +271,21 @@ CASES: list[tuple[str, Any, tuple[str, ...], str]] = [
     ("resume-while-locked", locked, ("train", "--out", "{run}", "--resume", "--steps", "8", "--no-progress"),
      "in use by another qac process"),
     ("collect-while-locked", locked, ("collect", "--run", "{run}", "--no-progress"), "in use by another qac process"),
+    # sampling options that do not fit (one definition for sample, fid calc, sweep, analyze)
+    ("flow-on-edm-run", nothing, ("sample", "--run", "{run}", "--schedule", "flow"), "is for rf models"),
+    ("flow-with-dpmpp", nothing, ("sample", "--run", "{run}", "--schedule", "flow", "--solver", "dpmpp_2m"),
+     "runs solvers euler, heun, rk45"),
+    ("rk45-with-nfe", nothing, ("sample", "--run", "{run}", "--solver", "rk45", "--nfe", "7"), "not --nfe"),
+    ("unknown-schedule", nothing, ("sample", "--run", "{run}", "--schedule", "karras"),
+     "unknown schedule 'karras'; choose from auto, flow"),
+    ("fid-flow-on-edm", nothing, ("fid", "calc", "--run", "{digits}", "--ref", "{ref}", "--proxy", "pixel_fd",
+                                  "--nfe", "3", "--schedule", "flow", "--no-progress"), "is for rf models"),
+    ("sweep-flow-on-edm", nothing, ("sweep", "--run", "{run}", "--solver", "euler", "--nfe", "2", "--schedule",
+                                    "flow", "--out", "{tmp}/sw", "--no-progress"), "is for rf models"),
+    ("sweep-unknown-schedule", nothing, ("sweep", "--run", "{run}", "--schedule", "nope", "--out", "{tmp}/sw"),
+     "unknown schedule"),
+    ("analyze-rk45", nothing, ("analyze", "--run", "{run}", "--solver", "rk45", "--no-progress"),
+     "curvature needs a fixed grid"),
     # click's own usage errors
     ("unknown-option", nothing, ("sample", "--run", "{run}", "--bogus"), "--bogus"),
 ]

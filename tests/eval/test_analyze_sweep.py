@@ -173,3 +173,25 @@ def test_sweep_user_errors_are_one_line(runs, tmp_path):
                                     "--device", "cpu"])
     assert res.exit_code == 2 and "adaptive" in res.output
     assert resolve_metric("ed") == "energy_distance"
+
+
+def test_rf_curvature_uses_the_protocol_grid_from_t1(runs):
+    """An rf run's curvature is RNE's estimator on Euler from x_1 = n on the uniform t grid (t_0 = 1)."""
+    from qac.eval.analysis import trajectory_curvature
+    from qac.metrics.trajectory import curvature
+    from qac.sampling.generate import generate
+    from qac.train.run import load_run
+
+    run = load_run(runs["qac"], device="cpu")
+    cur = trajectory_curvature(run, range(40), steps=8)
+    assert cur["t"][0] == 1.0 and cur["t"][-1] == 0.0 and "flow" in cur["sampler"]
+    g = generate(run.model, range(40), code_weights=run.code_weights(), solver="euler", steps=8, schedule="flow",
+                 return_trajectory=True)
+    assert g.trajectory[0].double().sub(per_seed_randn_like(40)).abs().max() < 1e-6  # starts at the noise itself
+    assert cur["curvature"] == pytest.approx(float(curvature(g.trajectory.double(), g.times)), rel=1e-9)
+
+
+def per_seed_randn_like(n: int) -> torch.Tensor:
+    from qac.util import per_seed_randn
+
+    return per_seed_randn(list(range(n)), (2,), dtype=torch.float64)

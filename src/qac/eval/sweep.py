@@ -88,7 +88,6 @@ def sweep(runs: Sequence[Any], solvers: Sequence[str], nfes: Sequence[int], metr
         entry = get_solver(s)  # unknown solver names are user errors up front
         if entry.nfe is None:
             raise QACError(f"solver {s!r} is adaptive: it has no fixed NFE to sweep")
-        base.replace(solver=s)  # solver/schedule combinations are user errors up front too
     if not nfes:
         raise QACError("give at least one NFE")
     if mspec.domain == "image":
@@ -100,6 +99,9 @@ def sweep(runs: Sequence[Any], solvers: Sequence[str], nfes: Sequence[int], metr
                 raise QACError("metric 'fid' needs a detector (--detector PATH); or use a proxy_* metric")
             detector = mspec.detector(0)
     loaded = [open_run(r) for r in runs]
+    for s in solvers:  # solver/schedule/formulation combinations are user errors up front too
+        for run in loaded:
+            base.replace(solver=s).for_formulation(run.model.formulation.name)
     kinds = {r.path: "image" if len(r.model.item_shape) == 3 else "points" for r in loaded}
     bad = [str(p) for p, k in kinds.items() if k != mspec.domain]
     if bad:
