@@ -112,7 +112,8 @@ def fid_calc(run_dir: str, ref_path: str, sampling: SamplingOptions, num: int, s
     from qac.util import atomic_write_json
 
     spec = sampling.spec()
-    if spec.nfe is None and spec.steps is None and aligner is None and spec.solver != "rk45":
+    if spec.nfe is None and spec.steps is None and aligner is None and not (spec.solver == "rk45" and
+                                                                          spec.schedule in ("auto", "flow")):
         raise QACError("give --nfe or --steps")
     if json_out:
         check_writable(json_out, is_dir=False, option="--json")  # before the sampling, not after it

@@ -43,13 +43,14 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
 
     spec = sampling.spec()  # fail on a typo or a bad combination before loading anything
     resolve_device(device)
-    if spec.steps is None and spec.nfe is None and aligner is None and spec.solver != "rk45":
-        spec = spec.replace(steps=18)
     info = init_distributed(device)
     run = load_run(run_dir, device=rank_device(device, info), ema=not raw_weights)
     if aligner is not None and spec.schedule == "auto":
         spec = spec.replace(schedule="polynomial")  # aligners live on sigma schedules
     spec = spec.for_formulation(run.model.formulation.name)
+    if spec.steps is None and spec.nfe is None and aligner is None and not (spec.solver == "rk45" and
+                                                                          spec.schedule == "flow"):
+        spec = spec.replace(steps=18)
     solver = spec.solver
     check_writable(out if out else Path(run_dir) / "samples")
     factory = None
