@@ -27,6 +27,7 @@ def test_run_one_records_are_finite_and_complete(records):
         for key in ("lcfm", "curv10", "ed1", "ed2", "ed_floor", "rk45_nfe", "train_s"):
             assert math.isfinite(r[key]), key
         assert r["curv10"] >= 0 and r["rk45_nfe"] > 0 and abs(r["ed_floor"]) < 0.1
+        assert r["rk45_nfe"] == pytest.approx(1 + 6 * (r["rk45_accepted"] + r["rk45_rejected"]))
     assert "perplexity" not in base and 1.0 <= qac["perplexity"] <= 16 and qac["codes_used"] >= 1
 
 

@@ -111,7 +111,7 @@ def evaluate_toy(run: Any, cfg: ToyBenchConfig, dataset: str, seed: int) -> dict
                      batch_size=4096)
         out[f"ed{nfe}"] = energy_distance(g.samples, ref[:cfg.n_eval])
     rk = rk45_nfe(run, list(range(cfg.rk45_points)), cfg.rk45_tol)
-    out["rk45_nfe"], out["rk45_rejected"] = rk["nfe"], rk["rejected"]
+    out["rk45_nfe"], out["rk45_accepted"], out["rk45_rejected"] = rk["nfe"], rk["accepted"], rk["rejected"]
     if weights is not None:
         out["perplexity"] = weights.perplexity()
         out["codes_used"] = weights.num_used(1e-3)
