@@ -55,10 +55,16 @@ def parse_solver_opts(items: tuple[str, ...]) -> dict[str, float | int | str | N
 @click.option("--device", default="auto")
 @click.option("--raw-weights", is_flag=True, help="Use the raw (non-EMA) weights.")
 @click.option("--aligner", type=click.Path(dir_okay=False), default=None, help="Aligner JSON from `qac align`.")
+@click.option("--save-predictions", is_flag=True,
+              help="Also write predictions.png/.npz: the x0-prediction D at every step, one row per seed (Fig. 3).")
+@click.option("--compare", "compare_dir", type=click.Path(), default=None,
+              help="A second run sampled from the same seeds (same noise; its own codes from --codes) and drawn "
+                   "under --run in predictions.png; implies --save-predictions.")
 def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: int | None, nfe: int | None,
            schedule: str, afs: bool, sigma_min: float, sigma_max: float, rho: float | None,
            solver_opts: tuple[str, ...], code_source: str, code_index: int | None, code_image: str | None,
-           batch_size: int, device: str, raw_weights: bool, aligner: str | None) -> None:
+           batch_size: int, device: str, raw_weights: bool, aligner: str | None, save_predictions: bool,
+           compare_dir: str | None) -> None:
     """Generate samples; writes grid.png and samples.npz (samples, seeds, code indices, NFE).
 
     Under ``torchrun --nproc_per_node=K -m qac sample`` every process samples a block of the seeds and rank 0
@@ -83,6 +89,12 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
     info = init_distributed(device)
     run = load_run(run_dir, device=rank_device(device, info), ema=not raw_weights)
     check_writable(out if out else Path(run_dir) / "samples")
+    recorder, other, other_weights = None, None, None
+    if save_predictions or compare_dir:
+        if compare_dir:
+            other = load_run(compare_dir, device=rank_device(device, info), ema=not raw_weights)
+            other_weights = _drawn_weights(other, code_source)
+        recorder = _prediction_recorder(run, other, seeds, steps or nfe or 18, info.enabled, aligner)
     factory = None
     if aligner is not None:
         from qac.align import aligner_for_run
@@ -98,19 +110,17 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
         elif code_image is not None:
             indices = _code_of_image(run, Path(code_image))
         else:
-            weights = run.code_weights("offline" if code_source == "offline" else "online")
-            if code_source == "uniform":
-                weights = weights.uniform_over_used()
+            weights = _drawn_weights(run, code_source)
     from tqdm.auto import tqdm
 
     mine = seeds[shard(len(seeds), info)]
     part = None
+    sampling = dict(solver=solver, steps=steps, nfe=nfe, batch_size=batch_size, schedule=schedule, afs=afs,
+                    sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, **opts)
     if mine:
         with tqdm(total=len(mine), desc=f"sample {solver}", unit="img", disable=not info.is_main) as bar:
-            res = generate(run.model, mine, code_weights=weights, indices=indices, solver=solver, steps=steps,
-                           nfe=nfe, batch_size=batch_size, schedule=schedule, afs=afs, sigma_min=sigma_min,
-                           sigma_max=sigma_max, rho=rho, progress=bar.update,
-                           denoise_factory=factory, **opts)
+            res = generate(run.model, mine, code_weights=weights, indices=indices, progress=bar.update,
+                           denoise_factory=factory, callback=recorder, **sampling)
         part = (res.samples.cpu(), res.indices.cpu(), res.nfe)
     parts = [p for p in gather_objects(part, info) if p is not None]
     if not info.is_main:
@@ -128,6 +138,38 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
     scale = max(1, 64 // samples.shape[-1]) if samples.ndim == 4 else 1
     save_samples_picture(samples, out_dir / "grid.png", scale=scale)
     click.echo(f"{len(seeds)} samples with {solver} at NFE {used_nfe} -> {out_dir}/grid.png, samples.npz")
+    if recorder is not None:
+        from qac.eval import predictions as fig3
+
+        runs = [recorder.finish(run.path.resolve().name, seeds, res)]
+        if other is not None:
+            runs.append(fig3.record_predictions(other.model, seeds, name=other.path.resolve().name,
+                                                code_weights=other_weights, **sampling))
+        png, _ = fig3.save_predictions(runs, out_dir, axis="t" if schedule == "flow" else "sigma")
+        click.echo(f"x0-predictions at {len(runs[0].sigmas) - 1} steps of {len(runs)} run(s) -> {png}, "
+                   "predictions.npz")
+
+
+def _drawn_weights(run, code_source: str):
+    """The code weights codes are drawn from (None for a baseline): online, offline or uniform over used."""
+    weights = run.code_weights("offline" if code_source == "offline" else "online")
+    if code_source == "uniform" and weights is not None:
+        weights = weights.uniform_over_used()
+    return weights
+
+
+def _prediction_recorder(run, other, seeds: list[int], steps: int, distributed: bool, aligner: str | None):
+    """Check a --save-predictions/--compare request before sampling; returns the recorder for the main run."""
+    from qac.eval.predictions import PredictionRecorder, check_comparable, check_request
+
+    if distributed:
+        raise QACError("--save-predictions runs in one process (not under torchrun)")
+    if other is not None:
+        if aligner is not None:
+            raise QACError("--compare cannot use --aligner: an aligner belongs to one run")
+        check_comparable({str(run.path): run.model.item_shape, str(other.path): other.model.item_shape})
+    check_request(len(seeds), run.model.item_shape, steps + 1, runs=1 if other is None else 2)
+    return PredictionRecorder()
 
 
 def _code_of_image(run, path: Path) -> int:
