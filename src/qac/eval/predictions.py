@@ -179,16 +179,17 @@ def _labels(r: Predictions) -> list[str]:
     return [f"{v:.3g}" for v in r.sigmas[:-1].tolist()] + ["sample"]
 
 
-def _panel(r: Predictions, axis: str, cell_w: int, body: Image.Image, left: int, row_names: list[str],
+def _panel(r: Predictions, axis: str, centers: list[float], body: Image.Image, left: int, row_names: list[str],
            row_h: int) -> Image.Image:
-    """Title line, column labels of width ``cell_w`` from x = ``left``, ``body`` below, row names at the left."""
+    """Title line, column labels centred at ``centers`` (x in ``body``), ``body`` below ``left`` pixels in, row
+    names at the left every ``row_h`` pixels."""
     font, small = _font(12), _font(10)
     title_h, label_h = 18, 14
     img = Image.new("RGB", (left + body.width, title_h + label_h + body.height), "white")
     draw = ImageDraw.Draw(img)
     draw.text((2, 2), f"{r.name}: x0-prediction D(x; {axis}) at each {axis} (NFE {r.nfe})", fill="black", font=font)
-    for k, text in enumerate(_labels(r)):
-        draw.text((left + k * cell_w + 2, title_h), text, fill=(60, 60, 60), font=small)
+    for x, text in zip(centers, _labels(r)):
+        draw.text((left + x - draw.textlength(text, font=small) / 2, title_h), text, fill=(60, 60, 60), font=small)
     img.paste(body, (left, title_h + label_h))
     for j, text in enumerate(row_names):
         draw.multiline_text((2, title_h + label_h + j * row_h + 4), text, fill=(60, 60, 60), font=small)
@@ -203,7 +204,8 @@ def _image_panel(r: Predictions, axis: str) -> Image.Image:
     tiles = r.predictions.transpose(0, 1).reshape(cols * rows, *r.predictions.shape[2:]).clamp(-1, 1)
     body = image_grid(tiles, nrow=cols, pad=pad, scale=scale).convert("RGB")
     names = [f"seed {s}" + (f"\ncode {c}" if c >= 0 else "") for s, c in zip(r.seeds, r.codes.tolist())]
-    return _panel(r, axis, (w + pad) * scale, body, 52, names, (h + pad) * scale)
+    centers = [(pad + k * (w + pad) + w / 2) * scale for k in range(cols)]
+    return _panel(r, axis, centers, body, 52, names, (h + pad) * scale)
 
 
 def _point_panel(r: Predictions, axis: str, extent: float) -> Image.Image:
@@ -217,4 +219,4 @@ def _point_panel(r: Predictions, axis: str, extent: float) -> Image.Image:
         xy = ((r.predictions[k, :, :2].clamp(-extent, extent) / extent + 1) * 0.5 * (size - 3) + 1).tolist()
         for x, y in xy:
             draw.rectangle((x0 + x - 1, size - 1 - y - 1, x0 + x + 1, size - 1 - y + 1), fill=(30, 90, 200))
-    return _panel(r, axis, size + pad, body, 4, [], size)
+    return _panel(r, axis, [k * (size + pad) + size / 2 for k in range(cols)], body, 4, [], size)
