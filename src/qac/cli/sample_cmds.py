@@ -67,6 +67,9 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
            compare_dir: str | None) -> None:
     """Generate samples; writes grid.png and samples.npz (samples, seeds, code indices, NFE).
 
+    ``--save-predictions`` / ``--compare RUN`` add predictions.png and predictions.npz: the x0-prediction at
+    every step (paper Figure 3; :mod:`qac.eval.predictions`).
+
     Under ``torchrun --nproc_per_node=K -m qac sample`` every process samples a block of the seeds and rank 0
     writes them all (identical to one process: sample k depends only on seed k).
     """
