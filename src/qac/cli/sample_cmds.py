@@ -24,9 +24,18 @@ from qac.errors import QACError
 @click.option("--device", default="auto")
 @click.option("--raw-weights", is_flag=True, help="Use the raw (non-EMA) weights.")
 @click.option("--aligner", type=click.Path(dir_okay=False), default=None, help="Aligner JSON from `qac align`.")
+@click.option("--save-predictions", is_flag=True,
+              help="Also write predictions.png/.npz: the x0-prediction D at every step, one row per seed (Fig. 3).")
+@click.option("--compare", "compare_dir", type=click.Path(), default=None,
+              help="A second run sampled from the same seeds (same noise; its own codes from --codes) and drawn "
+                   "under --run in predictions.png; implies --save-predictions.")
 def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOptions, code_index: int | None,
-           code_image: str | None, batch_size: int, device: str, raw_weights: bool, aligner: str | None) -> None:
+           code_image: str | None, batch_size: int, device: str, raw_weights: bool, aligner: str | None,
+           save_predictions: bool, compare_dir: str | None) -> None:
     """Generate samples; writes grid.png and samples.npz (samples, seeds, code indices, NFE).
+
+    ``--save-predictions`` / ``--compare RUN`` add predictions.png and predictions.npz: the x0-prediction at
+    every step (paper Figure 3; :mod:`qac.eval.predictions`).
 
     Under ``torchrun --nproc_per_node=K -m qac sample`` every process samples a block of the seeds and rank 0
     writes them all (identical to one process: sample k depends only on seed k).
@@ -53,6 +62,14 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
         spec = spec.replace(steps=18)
     solver = spec.solver
     check_writable(out if out else Path(run_dir) / "samples")
+    recorder, other, other_spec = None, None, None
+    if save_predictions or compare_dir:
+        if compare_dir:
+            other = load_run(compare_dir, device=rank_device(device, info), ema=not raw_weights)
+            other_spec = sampling.spec().for_formulation(other.model.formulation.name)
+            if other_spec.steps is None and other_spec.nfe is None:
+                other_spec = other_spec.replace(steps=spec.steps)
+        recorder = _prediction_recorder(run, other, seeds, spec.steps or spec.nfe or 18, info.enabled, aligner)
     factory = None
     if aligner is not None:
         from qac.align import aligner_for_run
@@ -78,7 +95,7 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
     if mine:
         with tqdm(total=len(mine), desc=f"sample {solver}", unit="img", disable=not info.is_main) as bar:
             res = generate(run.model, mine, code_weights=weights, indices=indices, batch_size=batch_size,
-                           progress=bar.update, denoise_factory=factory, **spec.sample_kwargs())
+                           progress=bar.update, denoise_factory=factory, callback=recorder, **spec.sample_kwargs())
         part = (res.samples.cpu(), res.indices.cpu(), res.nfe)
     parts = [p for p in gather_objects(part, info) if p is not None]
     if not info.is_main:
@@ -98,6 +115,31 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
     stats = f" ({res.stats['accepted']} accepted, {res.stats['rejected']} rejected steps)" if mine and res.stats else ""
     click.echo(f"{len(seeds)} samples with {solver} ({spec.schedule}) at NFE {used_nfe}{stats} -> "
                f"{out_dir}/grid.png, samples.npz")
+    if recorder is not None:
+        from qac.eval import predictions as fig3
+
+        runs = [recorder.finish(run.path.resolve().name, seeds, res)]
+        if other is not None:
+            runs.append(fig3.record_predictions(other.model, seeds, name=other.path.resolve().name,
+                                                code_weights=other.code_weights(spec.codes), batch_size=batch_size,
+                                                **other_spec.sample_kwargs()))
+        png, _ = fig3.save_predictions(runs, out_dir, axis="t" if spec.schedule == "flow" else "sigma")
+        click.echo(f"x0-predictions at {len(runs[0].sigmas) - 1} steps of {len(runs)} run(s) -> {png}, "
+                   "predictions.npz")
+
+
+def _prediction_recorder(run, other, seeds: list[int], steps: int, distributed: bool, aligner: str | None):
+    """Check a --save-predictions/--compare request before sampling; returns the recorder for the main run."""
+    from qac.eval.predictions import PredictionRecorder, check_comparable, check_request
+
+    if distributed:
+        raise QACError("--save-predictions runs in one process (not under torchrun)")
+    if other is not None:
+        if aligner is not None:
+            raise QACError("--compare cannot use --aligner: an aligner belongs to one run")
+        check_comparable({str(run.path): run.model.item_shape, str(other.path): other.model.item_shape})
+    check_request(len(seeds), run.model.item_shape, steps + 1, runs=1 if other is None else 2)
+    return PredictionRecorder()
 
 
 def _code_of_image(run, path: Path) -> int:
