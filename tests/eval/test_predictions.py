@@ -156,3 +156,15 @@ def test_cli_bad_prediction_requests_exit_2(runs, tmp_path, args, needle):
     lines = [ln for ln in res.output.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and needle in lines[0], res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_flow_predictions_are_labelled_with_t_and_start_from_pure_noise():
+    torch.manual_seed(1)
+    model = build_model(ModelConfig(arch="mlp", cond="none", formulation="rf"), "points", (2,))
+    seeds = [0, 2, 5]
+    pred = record_predictions(model, seeds, name="rf", solver="euler", steps=4, schedule="flow")
+    assert pred.sigmas.tolist() == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
+    torch.testing.assert_close(pred.start.double(), per_seed_randn(seeds, (2,)).double())  # x_1 = n
+    with torch.no_grad():  # column 0: D = x_1 - 1 * v(x_1, 1)
+        v = model.velocity(pred.start.double(), torch.ones(3, dtype=torch.float64), None).float()
+    torch.testing.assert_close(pred.predictions[0], pred.start - v, rtol=1e-5, atol=1e-5)
