@@ -90,6 +90,8 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
         factory, nfe = aligner_for_run(aligner, run, solver=solver, nfe=nfe, steps=steps, afs=afs, schedule=schedule,
                                        sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
     indices, weights = None, None
+    if run.model.cond in ("rne", "vae"):
+        _refuse_code_options(run.model.cond, code_source, code_index, code_image)
     if run.model.conditional:
         if code_index is not None and code_image is not None:
             raise QACError("give at most one of --code and --code-from")
@@ -128,6 +130,17 @@ def sample(run_dir: str, out: str | None, seeds: list[int], solver: str, steps: 
     scale = max(1, 64 // samples.shape[-1]) if samples.ndim == 4 else 1
     save_samples_picture(samples, out_dir / "grid.png", scale=scale)
     click.echo(f"{len(seeds)} samples with {solver} at NFE {used_nfe} -> {out_dir}/grid.png, samples.npz")
+
+
+def _refuse_code_options(cond: str, code_source: str, code_index: int | None, code_image: str | None) -> None:
+    """A run without QAC code weights (rne, vae) has no codes to pick or weigh: refuse the options that ask."""
+    draws = {"rne": "its noise from N(0, I) and has no code",
+             "vae": "its continuous code from N(0, I) per seed"}[cond]
+    asked = [opt for opt, given in (("--code", code_index is not None), ("--code-from", code_image is not None),
+                                    (f"--codes {code_source}", code_source != "online")) if given]
+    if asked:
+        raise QACError(f"{asked[0]} needs QAC code weights; this run was trained with --cond {cond}, which draws "
+                       f"{draws} (drop {asked[0]})")
 
 
 def _code_of_image(run, path: Path) -> int:

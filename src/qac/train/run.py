@@ -105,7 +105,8 @@ def collect_codes(model: QACModel, data: ArrayDataset, *, batch_size: int = 256,
     Under torchrun (``info``) each rank encodes its block of the items and the counts are summed (exact).
     """
     if not model.conditional:
-        raise QACError("offline collection needs a QAC model (this run was trained with --cond none)")
+        raise QACError(f"offline collection needs a model with a QAC code (--cond qac or qac+rne); this run was "
+                       f"trained with --cond {model.cond}, which has no code weights")
     info = info or DistInfo()
     device = next(model.parameters()).device
     if batch_size < 1:
