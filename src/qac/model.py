@@ -187,7 +187,7 @@ class QACModel(nn.Module):
         return self._encoder_outputs(x0)["latent"]
 
     def training_inputs(self, x0: Tensor, noise: Tensor, code_noise: Tensor | None = None) -> TrainingInputs:
-        """The condition's part of Alg. 1 for one batch (docs/design.md §3, §12).
+        """The condition's part of Alg. 1 for one batch (docs/design.md §3, §7).
 
         qac: y_q = FSQ(E(x0)) and its index. rne: the pair's noise becomes z = mu + exp(logvar/2) n and
         the loss gains beta * KL(q || N(0, I)) per element (RNE's per-dimension KL; with the loop's "sum over

@@ -206,3 +206,14 @@ def test_old_mlp_encoder_weights_load():
     fresh = _model("qac")
     fresh.load_state_dict(state)
     assert torch.equal(fresh.encoder.out.weight, state["encoder.net.4.weight"])
+
+
+def test_info_counts_the_backbone_once_and_each_head():
+    from qac.info import describe_preset
+
+    rep = describe_preset("digits16", None, "qac+rne", 2, 12)
+    p = rep["params"]
+    assert rep["codebook"] == 2**12 and rep["kl_weight"] == RNE_BETA
+    assert p["encoder"] == p["encoder_backbone"] + p["encoder_head_code"] + p["encoder_head_noise"]
+    assert p["encoder_head_noise"] == 16 * 2 * 9 + 2 and p["encoder_head_code"] == 16 * 12 + 12
+    assert describe_preset("digits16", None, "qac", 2, 12)["params"]["encoder_backbone"] == p["encoder_backbone"]

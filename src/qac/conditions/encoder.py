@@ -68,7 +68,7 @@ class GaussianVectorHead(VectorHead):
 
 
 class NoiseHead(nn.Module):
-    """Features -> ``(mu, logvar)`` shaped like the data item (RNE's per-dimension Gaussian, docs/design.md §12).
+    """Features -> ``(mu, logvar)`` shaped like the data item (RNE's per-dimension Gaussian, docs/design.md §7).
 
     Images: ``conv3x3(C -> 2 channels_out)`` at the last feature resolution, bilinear upsampling to
     ``resolution``; points: ``Linear(C -> 2 D)``. Both start at ~0 (q = N(0, I), the independent coupling).

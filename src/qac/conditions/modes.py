@@ -1,4 +1,4 @@
-"""The conditions a model can be trained with (``--cond``), as a registry (docs/design.md §3, §12).
+"""The conditions a model can be trained with (``--cond``), as a registry (docs/design.md §3, §7).
 
 * ``none``    baseline: no encoder, independent noise.
 * ``qac``     paper §3.2: FSQ code of the clean item, sampled at generation from code weights (§3.3).
@@ -49,9 +49,9 @@ class Condition:
         return self.codebook or self.continuous_code
 
 
-#: RNE's CIFAR-10 setting (``--weight_prior 20``), used by the paper's Tab. 1 (docs/design.md §12).
+#: RNE's CIFAR-10 setting (``--weight_prior 20``), used by the paper's Tab. 1 (docs/design.md §7).
 RNE_BETA = 20.0
-#: The VAE condition's KL weight relative to the summed denoising loss (measured: docs/design.md §12).
+#: The VAE condition's KL weight relative to the summed denoising loss (measured: docs/design.md §7).
 VAE_BETA = 1.0
 
 CONDITIONS: dict[str, Condition] = {c.name: c for c in (
