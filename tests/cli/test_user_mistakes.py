@@ -277,6 +277,8 @@ CASES: list[tuple[str, Any, tuple[str, ...], str]] = [
      "--codes offline needs QAC code weights"),
     ("vae-codes-uniform", vae_run, ("sample", "--run", "{tmp}/vae", "--codes", "uniform"),
      "--codes uniform needs QAC code weights"),
+    ("rne-analyze-codes-offline", rne_run, ("analyze", "--run", "{tmp}/rne", "--codes", "offline"),
+     "--codes offline needs QAC code weights"),
     ("rne-collect", rne_run, ("collect", "--run", "{tmp}/rne", "--no-progress"), "--cond rne, which has no code"),
     ("vae-collect", vae_run, ("collect", "--run", "{tmp}/vae", "--no-progress"), "--cond vae, which has no code"),
     ("rne-resume-other-beta", rne_run, ("train", "--out", "{tmp}/rne", "--resume", "--beta", "3", *TRAIN),

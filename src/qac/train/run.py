@@ -36,8 +36,14 @@ class LoadedRun:
     online_weights: CodeWeights | None
 
     def code_weights(self, source: str = "online") -> CodeWeights | None:
-        """Code weights to sample codes from: ``online`` (Alg. 1 EMA histogram) or ``offline`` (collect)."""
+        """Code weights to sample codes from: ``online`` (Alg. 1 EMA histogram) or ``offline`` (collect).
+
+        None for a model without a QAC code; asking an rne/vae run for ``offline`` weights is a QACError.
+        """
         if not self.model.conditional:
+            if source == "offline" and self.model.cond != "none":
+                raise QACError(f"--codes offline needs QAC code weights; this run was trained with --cond "
+                               f"{self.model.cond}, which has none")
             return None
         if source == "online":
             return self.online_weights
