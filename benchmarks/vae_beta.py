@@ -7,7 +7,7 @@ per seed) against fresh data, L_CFM under the training coupling (code = posterio
 information: the mean over fresh points of sum_d KL(q(c | x0) || N(0, I)) in nats (near 0 = posterior
 collapse). The chosen default is the beta with the lowest geometric mean of ED over NFE 1-8 and both sets.
 
-Writes docs/results/vae_beta.md and .json. About 15 minutes on 2 shared CPU cores:
+Writes docs/results/vae_beta.md and .json. About 35 minutes on 2 shared CPU cores:
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/vae_beta.py --workdir runs/vae_beta [--smoke]
 """

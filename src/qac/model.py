@@ -44,8 +44,8 @@ class ModelConfig:
     see :mod:`qac.conditions.modes`. beta: the KL weight of ``rne``/``qac+rne``/``vae`` (``None``: the
     condition's default, :attr:`kl_weight`; a saved ``config.json`` without it loads as ``None``).
     ste: the straight-through gradient of the quantizer, a name in :data:`qac.conditions.fsq.STE_MODES`
-    (``identity`` is the paper's; see :func:`qac.conditions.fsq_quantize`). A saved ``config.json`` without ``ste`` predates the option and
-    loads as ``identity``, the gradient it was trained with.
+    (``identity`` is the paper's; see :func:`qac.conditions.fsq_quantize`). A saved ``config.json`` without
+    ``ste`` predates the option and loads as ``identity``, the gradient it was trained with.
     augment_dim: width of the U-Net's augmentation-label input (``None``: the preset's, 9 for the EDM
     presets; training with ``augment > 0`` sets it, see :mod:`qac.data.augment`).
     """

@@ -32,7 +32,7 @@ COND_CHOICES = ("qac", "none", "rne", "qac+rne", "vae")  # qac.conditions.modes.
               "paper Tab. 3).")
 @click.option("--beta", type=float, default=None,
               help="KL weight of rne, qac+rne and vae (default: 20 for rne and qac+rne, RNE's CIFAR-10 setting; "
-              "1 for vae; docs/design.md §7).")
+              "0.1 for vae, measured in docs/results/vae_beta.md; docs/design.md §7).")
 @click.option("--levels", type=int, default=2, help="FSQ levels L per code channel.")
 @click.option("--code-dim", type=int, default=8, help="Code channels d; codebook size L^d.")
 @click.option("--ste", type=click.Choice(STE_CHOICES), default=STE_DEFAULT, show_default=True,

@@ -51,8 +51,9 @@ class Condition:
 
 #: RNE's CIFAR-10 setting (``--weight_prior 20``), used by the paper's Tab. 1 (docs/design.md §7).
 RNE_BETA = 20.0
-#: The VAE condition's KL weight relative to the summed denoising loss (measured: docs/design.md §7).
-VAE_BETA = 1.0
+#: The VAE condition's KL weight relative to the summed denoising loss: the best of {0.01, 0.1, 1, 10} on the
+#: 2-D toys (docs/results/vae_beta.md, docs/design.md §7); 1 and 10 collapse the posterior on moons.
+VAE_BETA = 0.1
 
 CONDITIONS: dict[str, Condition] = {c.name: c for c in (
     Condition("none", ()),
