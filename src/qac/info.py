@@ -14,13 +14,16 @@ from qac.nn import UNET_PRESETS, count_params
 
 
 def param_counts(model: QACModel) -> dict[str, Any]:
-    """Parameters of the denoiser (incl. the code embedding), the encoder, and their ratio."""
+    """Parameters of the denoiser (incl. the code embedding), the encoder (and its heads), and their ratio."""
     den = count_params(model.denoiser)
     enc = count_params(model.encoder) if model.encoder is not None else 0
     emb = count_params(model.denoiser.backbone.map_code) if getattr(
         model.denoiser.backbone, "map_code", None) is not None else 0
-    return {"denoiser": den, "code_embedding": emb, "denoiser_without_qac": den - emb, "encoder": enc,
-            "encoder_over_denoiser": enc / den if den else 0.0, "total": den + enc}
+    out = {"denoiser": den, "code_embedding": emb, "denoiser_without_qac": den - emb, "encoder": enc}
+    if model.encoder is not None:
+        heads = {f"encoder_head_{n}": count_params(model.encoder.head(n)) for n in model.encoder.head_names}
+        out.update({"encoder_backbone": enc - sum(heads.values()), **heads})
+    return {**out, "encoder_over_denoiser": enc / den if den else 0.0, "total": den + enc}
 
 
 def describe_preset(arch: str, data: str | None, cond: str, levels: int, code_dim: int) -> dict[str, Any]:
@@ -40,8 +43,8 @@ def describe_preset(arch: str, data: str | None, cond: str, levels: int, code_di
     cfg = ModelConfig(arch=arch, cond=cond, levels=levels, code_dim=code_dim)
     with torch.device("meta"):
         model = build_model(cfg, kind, shape)
-    return {"arch": arch, "item_shape": list(shape), "cond": cond,
-            "codebook": levels**code_dim if cond == "qac" else 0, "params": param_counts(model)}
+    return {"arch": arch, "item_shape": list(shape), "cond": cond, "codebook": cfg.codebook_size,
+            "kl_weight": cfg.kl_weight, "params": param_counts(model)}
 
 
 def describe_run(run_dir: Path) -> dict[str, Any]:
@@ -49,7 +52,8 @@ def describe_run(run_dir: Path) -> dict[str, Any]:
     from qac.train.run import load_run
 
     run = load_run(run_dir, device="cpu")
-    report: dict[str, Any] = {"run": str(run_dir), "step": run.step, "params": param_counts(run.model),
+    report: dict[str, Any] = {"run": str(run_dir), "step": run.step, "cond": run.config.model.cond,
+                              "kl_weight": run.config.model.kl_weight, "params": param_counts(run.model),
                               "config": json.loads((run_dir / "config.json").read_text())}
     if run.model.conditional:
         report["codes_online"] = run.code_weights("online").stats()

@@ -50,3 +50,18 @@ def test_report_and_picture(records, tmp_path):
     runs = {f"moons/{m}": load_run(work / f"moons-{m}-s0", device="cpu") for m in ("icfm", "qac")}
     png = plot_trajectories(runs, tmp_path / "traj.png", num=5, steps=5)
     assert png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("method", ["rne", "qac_rne", "vae"])
+def test_new_conditions_train_and_evaluate(tmp_path, method):
+    from dataclasses import replace
+
+    from qac.bench.toybench import METHODS
+    from qac.train.run import load_run
+
+    rec = run_one(replace(SMOKE, beta=3.0), "moons", method, 0, tmp_path)
+    for key in ("lcfm", "curv10", "ed1", "ed2", "rk45_nfe"):
+        assert math.isfinite(rec[key]), key
+    assert ("perplexity" in rec) == (method == "qac_rne")
+    run = load_run(tmp_path / f"moons-{method}-s0")
+    assert run.model.cond == METHODS[method] and run.model.beta == 3.0

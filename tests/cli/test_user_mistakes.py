@@ -187,6 +187,20 @@ def nothing(c: Ctx) -> None:
     pass
 
 
+def _small_run(c: Ctx, cond: str) -> None:
+    res = _run(*NEW[:-1], "--cond", cond, "--formulation", "rf", "--code-dim", "2", "--steps", "2",
+               "--grid-every", "1000", "--no-progress", "--out", c.tmp / cond)
+    assert res.exit_code == 0, res.output
+
+
+def rne_run(c: Ctx) -> None:
+    _small_run(c, "rne")
+
+
+def vae_run(c: Ctx) -> None:
+    _small_run(c, "vae")
+
+
 TRAIN = ("--steps", "6", "--batch", "16", "--device", "cpu", "--no-progress")
 NEW = ("train", "--data", "toy:moons:200", "--arch", "mlp", *TRAIN)
 
@@ -251,6 +265,24 @@ CASES: list[tuple[str, Any, tuple[str, ...], str]] = [
     ("train-huge-batch", one_gib_of_memory, (*NEW, "--out", "{tmp}/x", "--batch", "100000000"), "lower --batch"),
     ("train-resolution-100000", nothing, ("train", "--out", "{tmp}/x", "--resolution", "100000", *TRAIN),
      "smaller --resolution"),
+    # conditions without QAC code weights (rne, vae) and the KL weight
+    ("rne-beta-negative", nothing, (*NEW, "--out", "{tmp}/x", "--cond", "rne", "--beta", "-1"),
+     "--beta (KL weight) must be >= 0"),
+    ("qac-beta", nothing, (*NEW, "--out", "{tmp}/x", "--beta", "5"), "--cond qac has no KL term"),
+    ("vae-code", vae_run, ("sample", "--run", "{tmp}/vae", "--code", "1"), "--code needs QAC code weights"),
+    ("rne-code", rne_run, ("sample", "--run", "{tmp}/rne", "--code", "1"), "--cond rne"),
+    ("vae-code-from", vae_run, ("sample", "--run", "{tmp}/vae", "--code-from", "{tmp}/vae/config.json"),
+     "--code-from needs QAC code weights"),
+    ("rne-codes-offline", rne_run, ("sample", "--run", "{tmp}/rne", "--codes", "offline"),
+     "--codes offline needs QAC code weights"),
+    ("vae-codes-uniform", vae_run, ("sample", "--run", "{tmp}/vae", "--codes", "uniform"),
+     "--codes uniform needs QAC code weights"),
+    ("rne-analyze-codes-offline", rne_run, ("analyze", "--run", "{tmp}/rne", "--codes", "offline"),
+     "--codes offline needs QAC code weights"),
+    ("rne-collect", rne_run, ("collect", "--run", "{tmp}/rne", "--no-progress"), "--cond rne, which has no code"),
+    ("vae-collect", vae_run, ("collect", "--run", "{tmp}/vae", "--no-progress"), "--cond vae, which has no code"),
+    ("rne-resume-other-beta", rne_run, ("train", "--out", "{tmp}/rne", "--resume", "--beta", "3", *TRAIN),
+     "--beta 3.0 differs"),
     # a diverged checkpoint never passes for a result
     ("sample-nan-weights", nan_weights, ("sample", "--run", "{run}", "--steps", "2"), "NaN/Inf"),
     ("fid-nan-weights", nan_weights, ("fid", "calc", "--run", "{digits}", "--ref", "{ref}", "--proxy", "pixel_fd",

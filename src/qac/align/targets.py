@@ -21,6 +21,7 @@ from qac.bench.gmm import GaussianMixture, bench_mixture
 from qac.conditions import index_to_codes
 from qac.errors import QACError
 from qac.model import QACModel
+from qac.sampling.generate import latent_codes
 from qac.sampling.solvers._common import Denoise
 
 
@@ -64,6 +65,8 @@ def run_target(run: Any, code_source: str = "online") -> Target:
     weights = run.code_weights(code_source) if model.conditional else None
 
     def conditions(seeds: Sequence[int]) -> Tensor | None:
+        if model.condition.continuous_code:
+            return latent_codes(seeds, model.code_dim, device)
         if weights is None:
             return None
         return index_to_codes(weights.sample(seeds=list(seeds)).cpu(), model.levels, model.code_dim).to(device)
@@ -73,9 +76,10 @@ def run_target(run: Any, code_source: str = "online") -> Target:
         idx = torch.randint(items.shape[0], (n,), generator=torch.Generator().manual_seed(seed))
         y = items[idx].to(device)
         cond = None
-        if model.conditional:
+        if model.conditional or model.condition.continuous_code:
+            code = (lambda b: model.encode(b)[0]) if model.conditional else (lambda b: model.latent_posterior(b)[0])
             with torch.no_grad():
-                cond = torch.cat([model.encode(y[lo:lo + 512])[0] for lo in range(0, n, 512)])
+                cond = torch.cat([code(y[lo:lo + 512]) for lo in range(0, n, 512)])
         return y.to(torch.float64), cond
 
     identity = {"kind": "run", "path": str(run.path), "step": int(run.step),

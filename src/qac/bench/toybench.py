@@ -3,7 +3,8 @@
 Both methods share everything but the condition: rectified-flow formulation (t ~ U, v-loss), the package
 MLP, Adam, batch, steps, seeds. Per (data set, method, seed) :func:`run_one` trains a run and measures
 
-* L_CFM: per-dimension test loss on fresh data, averaged over a midpoint t-grid (QAC: code from E(x₀));
+* L_CFM: per-dimension test loss on fresh data, averaged over a midpoint t-grid, under the training coupling
+  (QAC: code from E(x₀); RNE: x₁ ~ q(x₁ | x₀) from its encoder; VAE: the code's posterior mean from E(x₀));
 * curvature: RNE estimator on Euler with K = 100 (and K = 8) on the RF protocol's uniform t grid from t = 1;
 * energy distance (primary few-step metric) at Euler NFE ∈ {1, 2, 4, 8, 100} (RF protocol) against fresh
   data, and the data-vs-data floor;
@@ -27,12 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from qac.eval.analysis import code_denoise_fn, trajectory_curvature
+from qac.conditions.modes import CONDITIONS
+from qac.eval.analysis import code_denoise_fn, training_coupling, trajectory_curvature
 from qac.metrics.cfm import cfm_loss_curve
 from qac.metrics.toy import energy_distance
 from qac.model import SteMode
 
-METHODS = {"icfm": "none", "qac": "qac"}
+#: Method name -> ``--cond``; rne, qac_rne and vae use their condition's default KL weight unless
+#: ``ToyBenchConfig.beta`` sets one.
+METHODS = {"icfm": "none", "qac": "qac", "rne": "rne", "qac_rne": "qac+rne", "vae": "vae"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class ToyBenchConfig:
     levels: int = 4
     code_dim: int = 2
     ste: SteMode = "identity"
+    beta: float | None = None
     train_points: int = 50_000
     n_eval: int = 3000
     lcfm_points: int = 8000
@@ -63,8 +68,9 @@ def train_toy(cfg: ToyBenchConfig, dataset: str, method: str, seed: int, run_dir
     """Train one run (rf formulation, package MLP); returns wall seconds."""
     from qac.train import ModelConfig, TrainConfig, train
 
-    model = ModelConfig(arch="mlp", formulation="rf", cond=METHODS[method], levels=cfg.levels,
-                        code_dim=cfg.code_dim, ste=cfg.ste)
+    cond = METHODS[method]
+    model = ModelConfig(arch="mlp", formulation="rf", cond=cond, levels=cfg.levels, code_dim=cfg.code_dim,
+                        ste=cfg.ste, beta=cfg.beta if CONDITIONS[cond].default_beta is not None else None)
     tcfg = TrainConfig(data=f"toy:{dataset}:{cfg.train_points}", model=model, steps=cfg.steps,
                        batch_size=cfg.batch_size, lr=cfg.lr, lr_warmup_steps=min(100, cfg.steps // 10),
                        ema_halflife_img=cfg.steps * cfg.batch_size / 20, seed=seed, device="cpu",
@@ -97,7 +103,7 @@ def evaluate_toy(run: Any, cfg: ToyBenchConfig, dataset: str, seed: int) -> dict
     ts = [(k + 0.5) / cfg.lcfm_ts for k in range(cfg.lcfm_ts)]
     x_test = sample_toy(dataset, cfg.lcfm_points, seed_generator(10**6 + 1))
     curve = cfm_loss_curve(code_denoise_fn(run.model), x_test, ts, generator=torch.Generator().manual_seed(7),
-                           batch_size=4096)
+                           batch_size=4096, coupling=training_coupling(run.model))
     out["lcfm"] = float(np.mean(list(curve.values())))
     eval_seeds = list(range(cfg.n_eval))
     for k in cfg.curvature_steps:

@@ -79,6 +79,8 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
                                        rho=spec.rho)
         spec = spec.replace(nfe=nfe)
     indices, weights = None, None
+    if run.model.cond in ("rne", "vae"):
+        _refuse_code_options(run.model.cond, code_source, code_index, code_image)
     if run.model.conditional:
         if code_index is not None and code_image is not None:
             raise QACError("give at most one of --code and --code-from")
@@ -140,6 +142,17 @@ def _prediction_recorder(run, other, seeds: list[int], steps: int, distributed: 
         check_comparable({str(run.path): run.model.item_shape, str(other.path): other.model.item_shape})
     check_request(len(seeds), run.model.item_shape, steps + 1, runs=1 if other is None else 2)
     return PredictionRecorder()
+
+
+def _refuse_code_options(cond: str, code_source: str, code_index: int | None, code_image: str | None) -> None:
+    """A run without QAC code weights (rne, vae) has no codes to pick or weigh: refuse the options that ask."""
+    draws = {"rne": "its noise from N(0, I) and has no code",
+             "vae": "its continuous code from N(0, I) per seed"}[cond]
+    asked = [opt for opt, given in (("--code", code_index is not None), ("--code-from", code_image is not None),
+                                    (f"--codes {code_source}", code_source != "online")) if given]
+    if asked:
+        raise QACError(f"{asked[0]} needs QAC code weights; this run was trained with --cond {cond}, which draws "
+                       f"{draws} (drop {asked[0]})")
 
 
 def _code_of_image(run, path: Path) -> int:

@@ -15,6 +15,7 @@ from qac.errors import QACError
 # (tests/conditions/test_ste_modes.py keeps them equal).
 STE_CHOICES = ("identity", "sigmoid", "bounded", "softclip")
 STE_DEFAULT = "sigmoid"
+COND_CHOICES = ("qac", "none", "rne", "qac+rne", "vae")  # qac.conditions.modes.CONDITIONS (a test keeps them equal)
 
 
 @click.command()
@@ -25,7 +26,13 @@ STE_DEFAULT = "sigmoid"
               "afhq64) or mlp for points; auto picks by data.")
 @click.option("--formulation", type=click.Choice(["edm", "vp", "ve", "rf"]), default="edm",
               help="Preconditioning and loss.")
-@click.option("--cond", type=click.Choice(["qac", "none"]), default="qac", help="QAC codes or a plain baseline.")
+@click.option("--cond", type=click.Choice(COND_CHOICES), default="qac",
+              help="Condition: qac (quantized codes, paper §3), none (baseline), rne (reparameterized noise "
+              "encoder), qac+rne (both on one encoder backbone, paper §4.2), vae (continuous d-vector code, "
+              "paper Tab. 3).")
+@click.option("--beta", type=float, default=None,
+              help="KL weight of rne, qac+rne and vae (default: 20 for rne and qac+rne, RNE's CIFAR-10 setting; "
+              "0.1 for vae, measured in docs/results/vae_beta.md; docs/design.md §7).")
 @click.option("--levels", type=int, default=2, help="FSQ levels L per code channel.")
 @click.option("--code-dim", type=int, default=8, help="Code channels d; codebook size L^d.")
 @click.option("--ste", type=click.Choice(STE_CHOICES), default=STE_DEFAULT, show_default=True,
@@ -101,7 +108,7 @@ def train(out: str, resume: bool, overrides: tuple[str, ...], progress: bool, **
                f"run folder: {summary.run_dir}")
 
 
-_MODEL_KEYS = ("arch", "formulation", "cond", "levels", "code_dim", "dropout", "model_channels", "ste")
+_MODEL_KEYS = ("arch", "formulation", "cond", "levels", "code_dim", "dropout", "model_channels", "ste", "beta")
 
 
 def _given(opts: dict) -> dict:
@@ -168,7 +175,7 @@ def collect(run_dir: str, batch_size: int, device: str, progress: bool) -> None:
 @click.option("--measure-steps", type=int, default=3,
               help="With --recipe: timed training steps for the throughput estimate (0: skip).")
 @click.option("--data", default=None, help="Data for --arch (default: the preset's own shape).")
-@click.option("--cond", type=click.Choice(["qac", "none"]), default="qac")
+@click.option("--cond", type=click.Choice(COND_CHOICES), default="qac")
 @click.option("--levels", type=int, default=2)
 @click.option("--code-dim", type=int, default=8)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -82,6 +82,8 @@ def edit_sigmas(model: QACModel, steps: int = 40, schedule: str | Sequence[float
 
 def resolve_code_mode(model: QACModel, code: str | None) -> str:
     """``None`` -> ``adaptive`` for a QAC model, ``none`` for a baseline; mismatches are errors."""
+    if model.condition.continuous_code:
+        raise QACError("editing needs a QAC code or none: a --cond vae run has a continuous code (not supported)")
     if code is None:
         return "adaptive" if model.conditional else "none"
     if code not in CODE_MODES:

@@ -2,7 +2,9 @@
 
 * L_CFM(t) on held-out data: for QAC each clean x₀ gets **its own code** from the EMA encoder,
   y_q = E(x₀) (bound through the ``x0_batch`` argument of :func:`qac.metrics.cfm.cfm_loss_curve`);
-  the baseline ignores it. Per-dimension mean, rectified-flow time t (t = 0 data, t = 1 noise).
+  the baseline ignores it. The pairs use the training coupling: RNE draws x₁ ~ q(x₁ | x₀) from its
+  encoder (:func:`training_coupling`), the VAE condition binds its code's posterior mean.
+  Per-dimension mean, rectified-flow time t (t = 0 data, t = 1 noise).
 * Curvature (RNE ``utils.straightness``, docs/design.md §5): Euler with K steps (default 100) from prior
   noise (QAC: codes drawn from the code weights). An rf run uses the RF protocol's own grid, uniform in t
   from t = 1 (x_1 = n) to 0 (:mod:`qac.sampling.flow`, RNE's estimator); other runs a grid uniform in
@@ -24,9 +26,10 @@ from typing import Any
 
 import torch
 
+from qac.conditions.modes import reparameterize
 from qac.errors import QACError
 from qac.eval.evaluate import open_run, toy_reference
-from qac.metrics.cfm import CondDenoiseFn, cfm_loss_curve
+from qac.metrics.cfm import CondDenoiseFn, Coupling, cfm_loss_curve
 from qac.metrics.trajectory import curvature, sigma_to_rf
 from qac.sampling.spec import SamplingSpec, auto_schedule
 
@@ -49,14 +52,33 @@ def rf_uniform_sigmas(steps: int, sigma_max: float = 80.0) -> list[float]:
 
 
 def code_denoise_fn(model: Any) -> CondDenoiseFn:
-    """``denoise_fn(x_sigma, sigma, x0_batch)`` for :func:`cfm_loss_curve`; QAC binds y_q = E(x0_batch)."""
+    """``denoise_fn(x_sigma, sigma, x0_batch)`` for :func:`cfm_loss_curve`; QAC binds y_q = E(x0_batch), the
+    VAE condition the posterior mean mu(x0_batch) of its code (deterministic, so every t sees one code)."""
 
     @torch.no_grad()
     def denoise(x: torch.Tensor, sigma: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        y_q = model.encode(x0)[0] if model.conditional else None
+        y_q = None
+        if model.conditional:
+            y_q = model.encode(x0)[0]
+        elif model.condition.continuous_code:
+            y_q = model.latent_posterior(x0)[0]
         return model(x, sigma, y_q)
 
     return denoise
+
+
+def training_coupling(model: Any) -> Coupling | None:
+    """The (x0, n) -> x1 coupling the model was trained with: RNE's x1 = mu(x0) + exp(logvar(x0)/2) n for
+    rne/qac+rne (the encoder's q(x1 | x0)), ``None`` (independent, x1 = n) otherwise."""
+    if not model.condition.noise_encoder:
+        return None
+
+    @torch.no_grad()
+    def coupling(x0: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        mu, logvar = model.noise_posterior(x0)
+        return reparameterize(mu.to(n.dtype), logvar.to(n.dtype), n)
+
+    return coupling
 
 
 def held_out_data(run: Any, num: int, seed: int = 12345) -> tuple[torch.Tensor, str]:
@@ -137,13 +159,13 @@ def analyze_run(run: Any, *, num: int = 2000, ts: Sequence[float] = DEFAULT_TS, 
     device = next(run.model.parameters()).device
     gen = torch.Generator().manual_seed(seeds_start)
     lcfm = cfm_loss_curve(code_denoise_fn(run.model), x0.to(device), ts, generator=gen, batch_size=batch_size,
-                          progress=progress)
+                          progress=progress, coupling=training_coupling(run.model))
     seeds = list(range(seeds_start, seeds_start + num))
     cur = trajectory_curvature(run, seeds, steps=curvature_steps, sigma_max=sigma_max, codes=codes,
                                batch_size=batch_size, spec=spec)
     codes = spec.codes if spec is not None else codes
     return {
-        "run": str(run.path), "step": run.step, "conditional": bool(run.model.conditional),
+        "run": str(run.path), "step": run.step, "conditional": bool(run.model.conditional), "cond": run.model.cond,
         "formulation": run.model.formulation.name, "data": data_label, "num": num,
         "seeds": f"{seeds[0]}-{seeds[-1]}", "codes": codes if run.model.conditional else None,
         "lcfm": {f"{t:g}": v for t, v in lcfm.items()}, "lcfm_mean": sum(lcfm.values()) / len(lcfm),

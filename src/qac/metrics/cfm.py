@@ -35,6 +35,9 @@ from qac.util import state_dtype
 CondDenoiseFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 #: velocity_fn(X_t [B, ...], t (0-d tensor), x0_batch [B, ...]) -> v [B, ...]  (RF time, t=1 noise)
 CondVelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: coupling(x0_batch, n) -> x1: the noise end of each pair from an independent draw n ~ N(0, I)
+#: (RNE: x1 = mu(x0) + exp(logvar(x0)/2) n); None means the independent coupling x1 = n.
+Coupling = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def velocity_from_denoiser(denoise_fn: CondDenoiseFn) -> CondVelocityFn:
@@ -63,11 +66,13 @@ def _check_ts(ts: Sequence[float]) -> list[float]:
 @torch.no_grad()
 def velocity_cfm_loss_curve(velocity_fn: CondVelocityFn, x0: torch.Tensor, ts: Sequence[float], *,
                             generator: torch.Generator | None = None, batch_size: int = 512,
-                            per_dim: bool = True, progress: bool = False) -> dict[float, float]:
+                            per_dim: bool = True, progress: bool = False,
+                            coupling: Coupling | None = None) -> dict[float, float]:
     """L_CFM(t) for an RF velocity ``velocity_fn(X_t, t, x0_batch)`` on held-out data ``x0 [N, ...]``.
 
     One noise draw n per data point is shared by all t (lower variance when comparing t's). Arithmetic
-    in float64 (float32 on MPS), noise drawn on the CPU from ``generator``.
+    in float64 (float32 on MPS), noise drawn on the CPU from ``generator``. ``coupling`` maps (x0, n) to the
+    pair's noise end x1 (the training coupling of a learned-coupling model; default x1 = n).
 
     >>> x0 = torch.zeros(16, 2)
     >>> exact = lambda x_t, t, xb: (x_t - (1 - t) * xb) / t - xb   # = n - x0 for delta data
@@ -84,6 +89,8 @@ def velocity_cfm_loss_curve(velocity_fn: CondVelocityFn, x0: torch.Tensor, ts: S
     for i in tqdm(starts, disable=not progress, desc="L_CFM"):
         xb = x0[i:i + batch_size].to(dtype)
         noise = torch.randn(xb.shape, generator=generator, dtype=torch.float32).to(xb.device, dtype)
+        if coupling is not None:
+            noise = coupling(xb, noise).to(dtype)
         target = noise - xb
         for t in ts:
             tt = torch.tensor(t, dtype=dtype, device=xb.device)
@@ -97,12 +104,13 @@ def velocity_cfm_loss_curve(velocity_fn: CondVelocityFn, x0: torch.Tensor, ts: S
 
 def cfm_loss_curve(denoise_fn: CondDenoiseFn, x0: torch.Tensor, ts: Sequence[float], *,
                    generator: torch.Generator | None = None, batch_size: int = 512, per_dim: bool = True,
-                   progress: bool = False) -> dict[float, float]:
+                   progress: bool = False, coupling: Coupling | None = None) -> dict[float, float]:
     """L_CFM(t) (paper Eq. 12/17) of an EDM σ-space denoiser on held-out data ``x0 [N, ...]``.
 
     ``denoise_fn(x_sigma, sigma, x0_batch)`` gets x_σ (float64), σ = t/(1−t) as a 0-d tensor, and the clean
     batch (for QAC: bind the code E(x0_batch) inside). Conversion to the RF velocity as in the module
-    docstring. Returns ``{t: loss}`` (per-dimension mean unless ``per_dim=False``).
+    docstring. ``coupling`` as in :func:`velocity_cfm_loss_curve`. Returns ``{t: loss}`` (per-dimension
+    mean unless ``per_dim=False``).
 
     >>> s = 0.5   # data N(0, s^2 I); its exact denoiser is s^2/(s^2+sigma^2) x
     >>> exact = lambda x, sigma, xb: s**2 / (s**2 + sigma**2) * x
@@ -112,7 +120,7 @@ def cfm_loss_curve(denoise_fn: CondDenoiseFn, x0: torch.Tensor, ts: Sequence[flo
     True
     """
     return velocity_cfm_loss_curve(velocity_from_denoiser(denoise_fn), x0, ts, generator=generator,
-                                   batch_size=batch_size, per_dim=per_dim, progress=progress)
+                                   batch_size=batch_size, per_dim=per_dim, progress=progress, coupling=coupling)
 
 
 def gaussian_cfm_loss(s: float, t: float) -> float:

@@ -2,7 +2,8 @@
 
 The sampling procedure of paper §3.4: (1) code index ~ Categorical(w / sum w), (2) noise, (3)-(4) any
 deterministic or stochastic solver on D(x, sigma, y_q). Sample k depends only on seed k (its noise and
-its code), never on the batch size.
+its code), never on the batch size. A VAE-condition model draws its code c ~ N(0, I) per seed instead
+(:func:`latent_codes`); RNE models draw the noise from N(0, I), never from the encoder.
 
 >>> import torch
 >>> from qac.model import ModelConfig, build_model
@@ -36,6 +37,7 @@ Denoise = Callable[[Tensor, Tensor], Tensor]
 Velocity = Callable[[Tensor, Tensor], Tensor]
 DenoiseFactory = Callable[[QACModel, Tensor | None], Denoise]
 _SDE_STREAM = 0x5DE  # stochastic solvers draw from a stream of their own, still keyed by the sample's seed
+LATENT_STREAM = 0x1A7E  # the VAE condition's per-seed code c ~ N(0, I)
 
 
 def make_denoise(model: QACModel, y_q: Tensor | None) -> Denoise:
@@ -84,7 +86,8 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
     """Generate one sample per seed with ``model`` (use the EMA copy) in batches.
 
     Codes: ``indices`` (one per seed, or one for all) fixes them; otherwise they are drawn per seed from
-    ``code_weights``. A baseline model (no encoder) ignores both. ``sample_opts`` go to
+    ``code_weights``. A model without a QAC code (none, rne) ignores both; a vae model ignores the weights
+    and refuses indices (its codes come from :func:`latent_codes`). ``sample_opts`` go to
     :func:`qac.sampling.sample` (schedule, sigma_min, sigma_max, rho, afs, solver options). ``schedule="flow"``
     runs the RF protocol (:func:`qac.sampling.flow.sample_flow`, rf models, solvers euler/heun/rk45);
     ``schedule="auto"`` picks it for rf models where it applies (:func:`qac.sampling.spec.auto_schedule`).
@@ -110,6 +113,9 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
                        if k not in ("schedule", "sigma_min", "sigma_max", "rho") and not (k == "afs" and not v)}
     shape = _item_shape(model)
     check_sampling_memory(len(seeds), batch_size, shape, device)
+    latent = model.condition.continuous_code
+    if latent and indices is not None:
+        raise QACError("a --cond vae model draws its code from N(0, I) per seed; fixed code indices do not apply")
     if model.conditional:
         if indices is None:
             if code_weights is None:
@@ -131,6 +137,8 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
         y_q = None
         if model.conditional:
             y_q = index_to_codes(indices[lo:lo + batch_size], model.levels, model.code_dim).to(device)
+        elif latent:
+            y_q = latent_codes(chunk, model.code_dim, device)
         sde_gens = [seed_generator(derive_seed(_SDE_STREAM, s), device) for s in chunk] if stochastic else None
         if flow:
             res = sample_flow(make_velocity(model, y_q), noise, solver=solver, steps=steps, nfe=nfe,
@@ -149,6 +157,16 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
             progress(len(chunk))
     traj = torch.cat(trajs, dim=1) if trajs else None
     return Generated(torch.cat(outs), indices.clone(), used_nfe, traj, res.times, stats, res.sigmas)
+
+
+def latent_codes(seeds: Sequence[int], dim: int, device: torch.device | str = "cpu") -> Tensor:
+    """The VAE condition's prior codes c ~ N(0, I_d), row k from a generator of its own keyed by ``seeds[k]``
+    (stream :data:`LATENT_STREAM`, independent of the sample's noise stream).
+
+    >>> latent_codes([3], 2).equal(latent_codes([0, 3], 2)[1:])
+    True
+    """
+    return per_seed_randn([derive_seed(LATENT_STREAM, s) for s in seeds], (dim,), device=device)
 
 
 def check_sampling_memory(num: int, batch_size: int, shape: tuple[int, ...], device: torch.device) -> None:

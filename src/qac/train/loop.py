@@ -59,17 +59,18 @@ class TrainSummary:
 
 
 class _LossModule(nn.Module):
-    """One forward for DDP: Alg. 1 lines 6-9 -> (per-element weighted loss, code indices or None)."""
+    """One forward for DDP: Alg. 1 lines 6-9 -> (per-element weighted loss (+ KL term), code indices or None)."""
 
     def __init__(self, model: QACModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x0: Tensor, sigma: Tensor, noise: Tensor,
-                augment_labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        y_q, idx = self.model.encode(x0) if self.model.conditional else (None, None)
+    def forward(self, x0: Tensor, sigma: Tensor, noise: Tensor, augment_labels: Tensor | None = None,
+                code_noise: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        cond = self.model.training_inputs(x0, noise, code_noise)  # QAC code / RNE noise / VAE code
         extra = {} if augment_labels is None else {"augment_labels": augment_labels}
-        return denoising_loss(self.model, x0, sigma, noise, y_q, **extra), idx
+        loss = denoising_loss(self.model, x0, sigma, cond.noise, cond.code, **extra)
+        return (loss if cond.kl is None else loss + cond.kl), cond.index
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

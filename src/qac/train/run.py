@@ -37,8 +37,14 @@ class LoadedRun:
 
     def code_weights(self, source: str = "online") -> CodeWeights | None:
         """Code weights to sample codes from: ``online`` (Alg. 1 EMA histogram), ``offline`` (collect) or
-        ``uniform`` (uniform over the codes the online weights use)."""
+        ``uniform`` (uniform over the codes the online weights use).
+
+        None for a model without a QAC code; asking an rne/vae run for ``offline`` weights is a QACError.
+        """
         if not self.model.conditional:
+            if source == "offline" and self.model.cond != "none":
+                raise QACError(f"--codes offline needs QAC code weights; this run was trained with --cond "
+                               f"{self.model.cond}, which has none")
             return None
         if source == "online":
             return self.online_weights
@@ -108,7 +114,8 @@ def collect_codes(model: QACModel, data: ArrayDataset, *, batch_size: int = 256,
     Under torchrun (``info``) each rank encodes its block of the items and the counts are summed (exact).
     """
     if not model.conditional:
-        raise QACError("offline collection needs a QAC model (this run was trained with --cond none)")
+        raise QACError(f"offline collection needs a model with a QAC code (--cond qac or qac+rne); this run was "
+                       f"trained with --cond {model.cond}, which has no code weights")
     info = info or DistInfo()
     device = next(model.parameters()).device
     if batch_size < 1:

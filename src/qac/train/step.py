@@ -3,9 +3,9 @@
 The global batch of ``B`` images of step ``s`` is a fixed list of dataset items (:func:`batch_indices`); process
 ``r`` of ``K`` takes rows ``[r·B/K, (r+1)·B/K)`` and feeds them in rounds of ``batch_gpu`` rows, accumulating
 gradients (EDM's ``--batch-gpu``; DDP synchronises only on the last round). Every per-image random draw — noise
-level σ, noise n, the augmentation parameters, the optional x-flip — is one row of a draw for the whole global
-batch from generators seeded by ``(seed, step)``, so image j of step s sees the same randomness for any number
-of processes, any ``batch_gpu`` and across a resume. Only dropout (the global generator) is seeded per
+level σ, noise n, the augmentation parameters, the optional x-flip, the VAE code noise — is one row of a draw for
+the whole global batch from generators seeded by ``(seed, step)``, so image j of step s sees the same randomness
+for any number of processes, any ``batch_gpu`` and across a resume. Only dropout (the global generator) is seeded per
 ``(seed, rank, step, round)``. Loss: sum over elements, mean over the global batch (``docs/design.md §1``).
 
 Mixed precision (CUDA only): autocast to bf16, or fp16 with a dynamic loss scale (``torch.amp.GradScaler``);
@@ -32,7 +32,7 @@ from qac.train.distributed import DistInfo
 from qac.util import derive_seed
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-_DROPOUT, _DRAWS, _NOISE = 0, 1, 2  # seed streams
+_DROPOUT, _DRAWS, _NOISE, _CODE_NOISE = 0, 1, 2, 3  # seed streams
 
 
 def batch_indices(step: int, batch: int, n: int, seed: int, info: DistInfo) -> Tensor:
@@ -130,12 +130,14 @@ class StepTools:
 
 @dataclass(frozen=True)
 class StepDraws:
-    """The randomness of one global batch: σ [B], noise [B, ...] (on the device), flips and augmentation."""
+    """The randomness of one global batch: σ [B], noise [B, ...] (on the device), flips, augmentation and
+    the VAE condition's code noise eps [B, d] (its own stream; None for the other conditions)."""
 
     sigma: Tensor
     noise: Tensor
     flip: Tensor | None
     augment: dict[str, Tensor] | None
+    code_noise: Tensor | None = None
 
 
 def draw_step(cfg: TrainConfig, step: int, formulation: Any, item_shape: tuple[int, ...], device: torch.device,
@@ -148,7 +150,11 @@ def draw_step(cfg: TrainConfig, step: int, formulation: Any, item_shape: tuple[i
     augment = draw_augment(tools.pipe.cfg, n, gen) if tools.pipe is not None else None
     noise_gen = torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, step, _NOISE))
     noise = torch.randn((n, *item_shape), generator=noise_gen, device=device)
-    return StepDraws(sigma, noise, flip, augment)
+    code_noise = None
+    if cfg.model.condition.continuous_code:
+        code_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, step, _CODE_NOISE))
+        code_noise = torch.randn((n, cfg.model.code_dim), generator=code_gen).to(device)
+    return StepDraws(sigma, noise, flip, augment, code_noise)
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -194,7 +200,8 @@ def train_step(loss_module: nn.Module, opt: torch.optim.Optimizer, data: ArrayDa
         sync = nullcontext() if last or not isinstance(ddp, nn.parallel.DistributedDataParallel) else ddp.no_sync()
         with sync:
             with torch.autocast(device.type, dtype=tools.amp_dtype, enabled=tools.amp_dtype is not None):
-                loss_el, idx = loss_module(x0, draws.sigma[rows].to(device), draws.noise[rows], labels)
+                code_noise = None if draws.code_noise is None else draws.code_noise[rows]
+                loss_el, idx = loss_module(x0, draws.sigma[rows].to(device), draws.noise[rows], labels, code_noise)
             loss = loss_el.float().sum() / plan.per_rank
             (tools.scaler.scale(loss) if tools.scaler is not None else loss).backward()
         losses.append(float(loss_el.detach().float().mean()))
