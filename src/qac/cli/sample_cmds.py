@@ -80,7 +80,7 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
         spec = spec.replace(nfe=nfe)
     indices, weights = None, None
     if run.model.cond in ("rne", "vae"):
-        _refuse_code_options(run.model.cond, code_source, code_index, code_image)
+        _refuse_code_options(run.model.cond, spec.codes, code_index, code_image)
     if run.model.conditional:
         if code_index is not None and code_image is not None:
             raise QACError("give at most one of --code and --code-from")
