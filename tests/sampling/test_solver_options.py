@@ -153,12 +153,14 @@ def test_dpmpp_plan_equals_per_step_formulas(weight, top_h):
     assert orders[3] == (2 if top_h is not None and h > top_h else 3)
 
 
-def _unipc_per_step(den, x, s, max_order=3):
-    """Independent per-step UniPC-bh2 (linear solves with torch at every step)."""
+def _unipc_per_step(den, x, s, max_order=3, states=None):
+    """Independent per-step UniPC-bh2 (linear solves with torch at every step); ``states`` collects x_i."""
     lam = [-math.log(v) for v in s]
     steps = len(s) - 1
     hist = [den(x, s[0])]
     for i in range(steps):
+        if states is not None:
+            states.append(x)
         m = hist[0]
         q = min(max_order, i + 1, steps - i)
         h = lam[i + 1] - lam[i]
@@ -194,3 +196,42 @@ def test_unipc_plan_equals_per_step_solves(steps):
     got = sample(den, noise, solver="unipc", schedule="logsnr", steps=steps).samples
     want = _unipc_per_step(den, noise * 80, make_sigmas("logsnr", steps).tolist())
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [3, 5, 12])
+def test_unipc_with_a_callback_forms_the_corrected_states(steps):
+    """Without a callback UniPC folds the corrector into the next predictor; with one it forms every corrected
+    state. Both give the per-step reference's samples, and the trajectory holds its states."""
+    den = lambda x, s: torch.sin(x) * (1.0 / (1.0 + float(s)))
+    noise = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    plain = sample(den, noise, solver="unipc", schedule="logsnr", steps=steps)
+    seen = sample(den, noise, solver="unipc", schedule="logsnr", steps=steps, return_trajectory=True)
+    states: list[torch.Tensor] = []
+    want = _unipc_per_step(den, noise * 80, make_sigmas("logsnr", steps).tolist(), states=states)
+    assert torch.allclose(plain.samples, want, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(seen.trajectory, torch.stack(states + [want]), rtol=1e-12, atol=1e-12)
+
+
+def test_euler_maruyama_fused_update_equals_the_textbook_step():
+    """x_{i+1} = x_i + 2h (x_i - D)/sigma_i + sqrt(2 sigma_i |h|) eps with eps drawn as randn_like draws it."""
+    den = lambda x, s: torch.tanh(x) / (1.0 + float(s))
+    noise = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    got = sample(den, noise, solver="euler_maruyama", steps=6, generator=torch.Generator().manual_seed(7)).samples
+    gen, grid = torch.Generator().manual_seed(7), make_sigmas("polynomial", 6).tolist()
+    x = noise * 80
+    for s0, s1 in zip(grid[:-1], grid[1:]):
+        eps = torch.randn(x.shape, generator=gen).to(torch.float64)
+        x = x + 2 * (s1 - s0) * (x - den(x, s0)) / s0 + math.sqrt(2 * s0 * (s0 - s1)) * eps
+    assert torch.allclose(got, x, rtol=1e-12, atol=1e-12)
+
+
+def test_coefficient_tables_are_cached_per_grid_and_options():
+    """A second run on the same grid reuses the table; other options on the same grid get their own."""
+    den = lambda x, s: torch.sin(x) / (1.0 + float(s))
+    noise = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    sig = make_sigmas("polynomial", 8)
+    for interp in ("sigma", "rho", "sigma"):
+        got = sample(den, noise, solver="ipndm_v", steps=8, interp=interp).samples
+        table = adams_coefficients("ipndm_v", sig.tolist(), 4, interp=interp, top_order_h=0.85)
+        want = adams_solve(den, noise * 80, sig, table)
+        assert torch.equal(got, want), interp

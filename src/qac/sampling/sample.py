@@ -136,7 +136,9 @@ def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int
     if entry.stochastic:
         opts["generator"] = generator
     x = noise.to(dtype) * sigmas[0]
-    out = entry.fn(counted, x, sigmas, callback=_callback, **opts)  # caller decides about no_grad
+    # no callback at all when nothing listens: solvers may then skip forming states nobody sees (UniPC)
+    hook = _callback if (return_trajectory or callback is not None) else None
+    out = entry.fn(counted, x, sigmas, callback=hook, **opts)  # caller decides about no_grad
     zero = bool(sigmas[-1] == 0)
     if entry.nfe is not None and counted.calls != entry.nfe(len(sigmas) - 1, afs, zero):
         raise RuntimeError(f"{solver}: counted {counted.calls} evaluations, rule says "
