@@ -84,6 +84,15 @@ def _run(timed: _Timed, noise: torch.Tensor, name: str, nfe: int, seed: int) -> 
     return wall / timed.wall, cpu / timed.cpu, timed.wall / res.nfe * 1e3, res.nfe
 
 
+def _median_ms(fn, n: int = 21) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nfe", type=int, default=20)
@@ -108,6 +117,10 @@ def main() -> None:
             order = names[r % len(names):] + names[:r % len(names)]
             for n in order:
                 rows[n].append(_run(timed, noise, n, args.nfe, r))
+        state = noise.double()
+        pass_ms = _median_ms(lambda: torch.lerp(state, state, 0.5))
+        gen = torch.Generator().manual_seed(0)
+        draw_ms = _median_ms(lambda: torch.randn(noise.shape, generator=gen))
     minutes, load1 = (time.perf_counter() - t0) / 60, os.getloadavg()[0]
 
     def med(n: str, k: int) -> float:
@@ -124,7 +137,10 @@ def main() -> None:
             f"at rtol = atol = 1e-3), {args.repeats} interleaved repeats after one warm-up round, medians; "
             f"{minutes:.1f} min, load average {load0:.1f} at the start and {load1:.1f} at the end on "
             f"{os.cpu_count()} cores. Method: the docstring of benchmarks/sampler_overhead.py. "
-            "Target: ratio <= 1.03.", ""]
+            "Target: ratio <= 1.03.", "",
+            f"For scale (medians of 21, after the runs): one pass over the state (a float64 `lerp`) {pass_ms:.2f} ms, "
+            f"one float32 Gaussian draw of the state's size {draw_ms:.2f} ms (Euler-Maruyama makes one per step), "
+            f"one network call {med('euler', 2):.1f} ms.", ""]
     text = "\n".join(head + lines) + "\n"
     print(text)
     if args.out:

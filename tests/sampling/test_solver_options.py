@@ -11,6 +11,7 @@ import torch
 from scipy.integrate import quad
 
 from qac.bench.published import ipndm_v_published_coeffs
+from qac.errors import QACError
 from qac.sampling import make_sigmas, sample
 from qac.sampling.solvers.adams import adams_coefficients, adams_solve, interp_weights
 from qac.sampling.solvers.multistep import dpmpp_plan
@@ -71,9 +72,10 @@ def test_ipndm_v_options_reach_sample_and_bad_values_raise():
     a = sample(den, torch.ones(1, 2), solver="ipndm_v", steps=8, interp="log").samples
     b = sample(den, torch.ones(1, 2), solver="ipndm_v", steps=8, interp="sigma").samples
     assert not torch.allclose(a, b)
-    with pytest.raises(ValueError):
+    # a user mistake (QACError: one `error:` line in the CLI), checked against the option's Literal type
+    with pytest.raises(QACError, match="interp='cubic' of 'ipndm_v' must be one of sigma, rho, log"):
         sample(den, torch.ones(1, 2), solver="ipndm_v", steps=8, interp="cubic")
-    with pytest.raises(ValueError):
+    with pytest.raises(QACError, match="d2_weight='half' of 'dpmpp_3m' must be one of exact, phi3"):
         sample(den, torch.ones(1, 2), solver="dpmpp_3m", steps=8, d2_weight="half")
 
 
@@ -235,3 +237,20 @@ def test_coefficient_tables_are_cached_per_grid_and_options():
         table = adams_coefficients("ipndm_v", sig.tolist(), 4, interp=interp, top_order_h=0.85)
         want = adams_solve(den, noise * 80, sig, table)
         assert torch.equal(got, want), interp
+
+
+def test_ipndm_v_published_weights_option_is_the_reference_row():
+    """``weights="published"`` samples with diff-sampler's weights (the bench's reference row, restated per step
+    here), independent of interp/top_order_h; an unknown value of a choice option is a QACError."""
+    den = lambda x, s: torch.sin(x) / (1.0 + float(s))
+    noise = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    sig = make_sigmas("polynomial", 7)
+    s = sig.tolist()
+    want = adams_solve(den, noise * 80, sig, [ipndm_v_published_coeffs(s, i, min(4, i + 1)) for i in range(7)])
+    for opts in ({}, {"interp": "log", "top_order_h": None}):
+        got = sample(den, noise, solver="ipndm_v", steps=7, weights="published", **opts).samples
+        assert torch.equal(got, want), opts
+    exact = sample(den, noise, solver="ipndm_v", steps=7).samples
+    assert not torch.allclose(exact, want, rtol=1e-6)
+    with pytest.raises(QACError, match="weights='nosuch' of 'ipndm_v' must be one of exact, published"):
+        sample(den, noise, solver="ipndm_v", steps=7, weights="nosuch")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -74,7 +75,12 @@ def _check_opts(entry: SolverEntry, opts: dict[str, Any]) -> None:
     if bad:
         raise QACError(f"solver {entry.name!r} has no option {bad[0]!r} "
                        f"(options: {', '.join(allowed) or 'none'})")
+    hints = typing.get_type_hints(entry.fn) if opts else {}
     for key, value in opts.items():
+        choices = typing.get_args(hints[key]) if typing.get_origin(hints.get(key)) is Literal else ()
+        if choices and value not in choices:
+            raise QACError(f"solver option {key}={value!r} of {entry.name!r} must be one of "
+                           f"{', '.join(map(str, choices))}")
         default = params[key].default
         numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
         if value is None and "None" in str(params[key].annotation):
