@@ -11,6 +11,7 @@ import torch
 from scipy.integrate import quad
 
 from qac.bench.published import ipndm_v_published_coeffs
+from qac.errors import QACError
 from qac.sampling import make_sigmas, sample
 from qac.sampling.solvers.adams import adams_coefficients, adams_solve, interp_weights
 from qac.sampling.solvers.multistep import dpmpp_plan
@@ -71,9 +72,10 @@ def test_ipndm_v_options_reach_sample_and_bad_values_raise():
     a = sample(den, torch.ones(1, 2), solver="ipndm_v", steps=8, interp="log").samples
     b = sample(den, torch.ones(1, 2), solver="ipndm_v", steps=8, interp="sigma").samples
     assert not torch.allclose(a, b)
-    with pytest.raises(ValueError):
+    # a user mistake (QACError: one `error:` line in the CLI), checked against the option's Literal type
+    with pytest.raises(QACError, match="interp='cubic' of 'ipndm_v' must be one of sigma, rho, log"):
         sample(den, torch.ones(1, 2), solver="ipndm_v", steps=8, interp="cubic")
-    with pytest.raises(ValueError):
+    with pytest.raises(QACError, match="d2_weight='half' of 'dpmpp_3m' must be one of exact, phi3"):
         sample(den, torch.ones(1, 2), solver="dpmpp_3m", steps=8, d2_weight="half")
 
 
@@ -153,12 +155,14 @@ def test_dpmpp_plan_equals_per_step_formulas(weight, top_h):
     assert orders[3] == (2 if top_h is not None and h > top_h else 3)
 
 
-def _unipc_per_step(den, x, s, max_order=3):
-    """Independent per-step UniPC-bh2 (linear solves with torch at every step)."""
+def _unipc_per_step(den, x, s, max_order=3, states=None):
+    """Independent per-step UniPC-bh2 (linear solves with torch at every step); ``states`` collects x_i."""
     lam = [-math.log(v) for v in s]
     steps = len(s) - 1
     hist = [den(x, s[0])]
     for i in range(steps):
+        if states is not None:
+            states.append(x)
         m = hist[0]
         q = min(max_order, i + 1, steps - i)
         h = lam[i + 1] - lam[i]
@@ -194,3 +198,59 @@ def test_unipc_plan_equals_per_step_solves(steps):
     got = sample(den, noise, solver="unipc", schedule="logsnr", steps=steps).samples
     want = _unipc_per_step(den, noise * 80, make_sigmas("logsnr", steps).tolist())
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [3, 5, 12])
+def test_unipc_with_a_callback_forms_the_corrected_states(steps):
+    """Without a callback UniPC folds the corrector into the next predictor; with one it forms every corrected
+    state. Both give the per-step reference's samples, and the trajectory holds its states."""
+    den = lambda x, s: torch.sin(x) * (1.0 / (1.0 + float(s)))
+    noise = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    plain = sample(den, noise, solver="unipc", schedule="logsnr", steps=steps)
+    seen = sample(den, noise, solver="unipc", schedule="logsnr", steps=steps, return_trajectory=True)
+    states: list[torch.Tensor] = []
+    want = _unipc_per_step(den, noise * 80, make_sigmas("logsnr", steps).tolist(), states=states)
+    assert torch.allclose(plain.samples, want, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(seen.trajectory, torch.stack(states + [want]), rtol=1e-12, atol=1e-12)
+
+
+def test_euler_maruyama_fused_update_equals_the_textbook_step():
+    """x_{i+1} = x_i + 2h (x_i - D)/sigma_i + sqrt(2 sigma_i |h|) eps with eps drawn as randn_like draws it."""
+    den = lambda x, s: torch.tanh(x) / (1.0 + float(s))
+    noise = torch.randn(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    got = sample(den, noise, solver="euler_maruyama", steps=6, generator=torch.Generator().manual_seed(7)).samples
+    gen, grid = torch.Generator().manual_seed(7), make_sigmas("polynomial", 6).tolist()
+    x = noise * 80
+    for s0, s1 in zip(grid[:-1], grid[1:]):
+        eps = torch.randn(x.shape, generator=gen).to(torch.float64)
+        x = x + 2 * (s1 - s0) * (x - den(x, s0)) / s0 + math.sqrt(2 * s0 * (s0 - s1)) * eps
+    assert torch.allclose(got, x, rtol=1e-12, atol=1e-12)
+
+
+def test_coefficient_tables_are_cached_per_grid_and_options():
+    """A second run on the same grid reuses the table; other options on the same grid get their own."""
+    den = lambda x, s: torch.sin(x) / (1.0 + float(s))
+    noise = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    sig = make_sigmas("polynomial", 8)
+    for interp in ("sigma", "rho", "sigma"):
+        got = sample(den, noise, solver="ipndm_v", steps=8, interp=interp).samples
+        table = adams_coefficients("ipndm_v", sig.tolist(), 4, interp=interp, top_order_h=0.85)
+        want = adams_solve(den, noise * 80, sig, table)
+        assert torch.equal(got, want), interp
+
+
+def test_ipndm_v_published_weights_option_is_the_reference_row():
+    """``weights="published"`` samples with diff-sampler's weights (the bench's reference row, restated per step
+    here), independent of interp/top_order_h; an unknown value of a choice option is a QACError."""
+    den = lambda x, s: torch.sin(x) / (1.0 + float(s))
+    noise = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    sig = make_sigmas("polynomial", 7)
+    s = sig.tolist()
+    want = adams_solve(den, noise * 80, sig, [ipndm_v_published_coeffs(s, i, min(4, i + 1)) for i in range(7)])
+    for opts in ({}, {"interp": "log", "top_order_h": None}):
+        got = sample(den, noise, solver="ipndm_v", steps=7, weights="published", **opts).samples
+        assert torch.equal(got, want), opts
+    exact = sample(den, noise, solver="ipndm_v", steps=7).samples
+    assert not torch.allclose(exact, want, rtol=1e-6)
+    with pytest.raises(QACError, match="weights='nosuch' of 'ipndm_v' must be one of exact, published"):
+        sample(den, noise, solver="ipndm_v", steps=7, weights="nosuch")

@@ -26,37 +26,14 @@ from __future__ import annotations
 from torch import Tensor
 
 from qac.sampling.solvers._common import Callback, Denoise, as_floats
-from qac.sampling.solvers.adams import adams_solve
+from qac.sampling.solvers.adams import adams_solve, ipndm_v_published_coeffs
 
-
-def ipndm_v_published_coeffs(s: list[float], i: int, q: int) -> list[float]:
-    """diff-sampler's iPNDM_v weights ``C_{i,j}`` (sigma-step included) for step ``i`` at order ``q``."""
-    hn = s[i + 1] - s[i]
-    if q == 1:
-        return [hn]
-    h1 = s[i] - s[i - 1]
-    c_ab2 = [(2 + hn / h1) / 2, -(hn / h1) / 2]
-    if q == 2:
-        return [hn * c for c in c_ab2]
-    h2 = s[i - 1] - s[i - 2]
-    t1 = (1 - hn / (3 * (hn + h1)) * (hn * (hn + h1)) / (h1 * (h1 + h2))) / 2
-    if q == 3:
-        c = [c_ab2[0] + t1, c_ab2[1] - (1 + h1 / h2) * t1, t1 * h1 / h2]
-        return [hn * v for v in c]
-    h3 = s[i - 2] - s[i - 3]
-    t2 = (((1 - hn / (3 * (hn + h1))) / 2 + (1 - hn / (2 * (hn + h1))) * hn / (6 * (hn + h1 + h2)))
-          * (hn * (hn + h1) * (hn + h1 + h2)) / (h1 * (h1 + h2) * (h1 + h2 + h3)))
-    r = h1 * (h1 + h2) / (h2 * (h2 + h3))
-    c = [c_ab2[0] + t1 + t2,
-         c_ab2[1] - (1 + h1 / h2) * t1 - (1 + h1 / h2 + r) * t2,
-         t1 * h1 / h2 + (h1 / h2 + r * (1 + h2 / h3)) * t2,
-         -t2 * r * h1 / h2]
-    return [hn * v for v in c]
+__all__ = ["ipndm_v_published", "ipndm_v_published_coeffs"]
 
 
 def ipndm_v_published(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
                       afs: bool = False, max_order: int = 4) -> Tensor:
-    """diff-sampler's iPNDM_v (reference row only; use ``qac.sampling.ipndm_v`` for sampling)."""
+    """diff-sampler's iPNDM_v (the reference row): ``qac.sampling.ipndm_v(..., weights="published")``."""
     if not 1 <= max_order <= 4:
         raise ValueError(f"max_order must be in 1..4, got {max_order}")
     s = as_floats(sigmas)

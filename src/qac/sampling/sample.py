@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -97,7 +98,12 @@ def _check_opts(entry: SolverEntry, opts: dict[str, Any]) -> None:
     if bad:
         raise QACError(f"solver {entry.name!r} has no option {bad[0]!r} "
                        f"(options: {', '.join(allowed) or 'none'})")
+    hints = typing.get_type_hints(entry.fn) if opts else {}
     for key, value in opts.items():
+        choices = typing.get_args(hints[key]) if typing.get_origin(hints.get(key)) is Literal else ()
+        if choices and value not in choices:
+            raise QACError(f"solver option {key}={value!r} of {entry.name!r} must be one of "
+                           f"{', '.join(map(str, choices))}")
         default = params[key].default
         numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
         if value is None and "None" in str(params[key].annotation):
@@ -165,7 +171,9 @@ def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int
     if entry.nfe is None:
         opts["stats"] = opts.get("stats") if opts.get("stats") is not None else {}
     x = noise.to(dtype) * sigmas[0]
-    out = entry.fn(counted, x, sigmas, callback=_callback, **opts)  # caller decides about no_grad
+    # no callback at all when nothing listens: solvers may then skip forming states nobody sees (UniPC)
+    hook = _callback if (return_trajectory or callback is not None) else None
+    out = entry.fn(counted, x, sigmas, callback=hook, **opts)  # caller decides about no_grad
     zero = bool(sigmas[-1] == 0)
     if entry.nfe is not None and counted.calls != entry.nfe(len(sigmas) - 1, afs, zero):
         raise RuntimeError(f"{solver}: counted {counted.calls} evaluations, rule says "

@@ -61,22 +61,30 @@ def report(callback: Callback | None, i: int, sigma: float, sigma_next: float, x
         callback({"i": i, "sigma": sigma, "sigma_next": sigma_next, "x": x, "denoised": denoised})
 
 
+def randn_float32(x: Tensor, generator: Generator) -> Tensor:
+    """Unit Gaussian noise shaped like ``x``, float32 on ``x``'s device (the draws of :func:`randn_like`).
+
+    For fused updates: ``y.add_(noise, alpha=c)`` with a float64 ``y`` casts each float32 draw exactly, so it
+    equals ``y + c * randn_like(x)`` without a separate cast pass.
+    """
+    if generator is None:
+        return torch.randn(x.shape, device=x.device, dtype=torch.float32)
+    if isinstance(generator, torch.Generator):
+        return torch.randn(x.shape, generator=generator, device=generator.device).to(x.device)
+    gens = list(generator)
+    if len(gens) != x.shape[0]:
+        raise ValueError(f"got {len(gens)} generators for a batch of {x.shape[0]}")
+    return torch.stack([torch.randn(x.shape[1:], generator=g, device=g.device).to(x.device) for g in gens])
+
+
 def randn_like(x: Tensor, generator: Generator) -> Tensor:
-    """Unit Gaussian noise shaped like ``x``.
+    """Unit Gaussian noise shaped like ``x``, in ``x``'s dtype.
 
     ``generator`` may be ``None`` (global RNG), one ``torch.Generator`` for the whole batch, or one
     generator per row (then row k depends only on generator k, whatever the batch size: docs/design.md §0).
     Noise is drawn in float32 on the generator's device and cast, as :func:`qac.util.per_seed_randn`.
     """
-    if generator is None:
-        return torch.randn(x.shape, device=x.device, dtype=torch.float32).to(x.dtype)
-    if isinstance(generator, torch.Generator):
-        return torch.randn(x.shape, generator=generator, device=generator.device).to(x)
-    gens = list(generator)
-    if len(gens) != x.shape[0]:
-        raise ValueError(f"got {len(gens)} generators for a batch of {x.shape[0]}")
-    rows = [torch.randn(x.shape[1:], generator=g, device=g.device).to(x) for g in gens]
-    return torch.stack(rows)
+    return randn_float32(x, generator).to(x.dtype)
 
 
 def as_floats(sigmas: Tensor) -> list[float]:

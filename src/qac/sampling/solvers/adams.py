@@ -12,20 +12,23 @@ They differ only in the coefficients ``C_{i,j}`` (docs/solvers.md):
   ``sample_lms`` weights), ``rho`` (``v = sigma^(1/rho)``, the variable in which the EDM grid is uniform) or
   ``log`` (``v = ln sigma``). ``top_order_h`` lowers the top order by one on steps whose log-sigma length
   ``ln(sigma_i / sigma_{i+1})`` exceeds it (docs/solvers.md: why, and the measurements).
+  ``weights="published"`` swaps in diff-sampler's published iPNDM_v weights (defects included).
 - ``deis`` (tAB): the slope is extrapolated by a Lagrange polynomial in VP time ``tau`` and integrated against
   ``dsigma``: ``C_{i,j} = int_{sigma_i}^{sigma_{i+1}} l_j(tau(sigma)) dsigma``. ``tau(sigma)`` is the VP time
   of the time_uniform map with the reference's fixed ends (sigma_min, sigma_max) = (0.002, 80); the integrand
   is smooth in sigma, so a 64-point Gauss–Legendre rule gives the integral to float64 precision.
 
-The whole coefficient table is computed once per call from the sigma grid (Python floats), before the first
-network call. The loop keeps ``e_k = x_k - D_k = sigma_k d_k`` (one subtraction) and folds ``1/sigma_k`` into
+The whole coefficient table is computed once per grid from the sigmas (Python floats), before the first
+network call, and kept in a small cache keyed by the grid and the options (sampling many batches on one grid
+computes it once). The loop keeps ``e_k = x_k - D_k = sigma_k d_k`` (one subtraction) and folds ``1/sigma_k`` into
 the coefficients, so a step costs one subtraction and ``q`` fused axpys. NFE = steps - [afs].
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -36,6 +39,7 @@ from qac.sampling.schedules import vp_betas
 from qac.sampling.solvers._common import Callback, Denoise, as_floats, first_denoised, report
 
 Interp = Literal["sigma", "rho", "log"]
+Weights = Literal["exact", "published"]
 INTERPS: tuple[str, ...] = ("sigma", "rho", "log")
 
 AB_COEFFS: tuple[tuple[float, ...], ...] = (
@@ -138,6 +142,37 @@ def _coeffs_ipndm(s: list[float], i: int, q: int) -> list[float]:
     return [h * c for c in AB_COEFFS[q - 1]]
 
 
+def ipndm_v_published_coeffs(s: list[float], i: int, q: int) -> list[float]:
+    """diff-sampler's iPNDM_v weights ``C_{i,j}`` (sigma-step included) for step ``i`` at order ``q``.
+
+    Restated from the published formulas (``ipndm_v_sampler`` of zju-pi/diff-sampler), defects included:
+    order 2 is the exact variable-step AB2; the order-3 second-difference weight ``t1`` closes a parenthesis
+    too early (it integrates linear slopes exactly, not quadratic ones); the order-4 weights do not sum to
+    the step on a non-uniform grid and are not AB4 on a uniform one (57/24 for 55/24). docs/solvers.md.
+    """
+    hn = s[i + 1] - s[i]
+    if q == 1:
+        return [hn]
+    h1 = s[i] - s[i - 1]
+    c_ab2 = [(2 + hn / h1) / 2, -(hn / h1) / 2]
+    if q == 2:
+        return [hn * c for c in c_ab2]
+    h2 = s[i - 1] - s[i - 2]
+    t1 = (1 - hn / (3 * (hn + h1)) * (hn * (hn + h1)) / (h1 * (h1 + h2))) / 2
+    if q == 3:
+        c = [c_ab2[0] + t1, c_ab2[1] - (1 + h1 / h2) * t1, t1 * h1 / h2]
+        return [hn * v for v in c]
+    h3 = s[i - 2] - s[i - 3]
+    t2 = (((1 - hn / (3 * (hn + h1))) / 2 + (1 - hn / (2 * (hn + h1))) * hn / (6 * (hn + h1 + h2)))
+          * (hn * (hn + h1) * (hn + h1 + h2)) / (h1 * (h1 + h2) * (h1 + h2 + h3)))
+    r = h1 * (h1 + h2) / (h2 * (h2 + h3))
+    c = [c_ab2[0] + t1 + t2,
+         c_ab2[1] - (1 + h1 / h2) * t1 - (1 + h1 / h2 + r) * t2,
+         t1 * h1 / h2 + (h1 / h2 + r * (1 + h2 / h3)) * t2,
+         -t2 * r * h1 / h2]
+    return [hn * v for v in c]
+
+
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(64)
 _VP_BETA_D, _VP_BETA_MIN = vp_betas(0.002, 80.0)
 
@@ -168,7 +203,7 @@ def _check_order(max_order: int) -> None:
         raise ValueError(f"max_order must be in 1..4, got {max_order}")
 
 
-def adams_solve(denoise: Denoise, x: Tensor, sigmas: Tensor, table: list[list[float]],
+def adams_solve(denoise: Denoise, x: Tensor, sigmas: Tensor, table: Sequence[Sequence[float]],
                 callback: Callback | None = None, afs: bool = False) -> Tensor:
     """Run ``x_{i+1} = x_i + sum_j table[i][j] d_{i-j}`` (newest slope first) with ``d = (x - D)/sigma``.
 
@@ -198,9 +233,13 @@ def ipndm_table(s: list[float], max_order: int = 4) -> list[list[float]]:
 
 
 def ipndm_v_table(s: list[float], max_order: int = 4, interp: Interp = "rho", interp_rho: float = 7.0,
-                  top_order_h: float | None = 0.85) -> list[list[float]]:
+                  top_order_h: float | None = 0.85, weights: Weights = "exact") -> list[list[float]]:
     """iPNDM-v's coefficient table on the grid ``s`` (see :func:`ipndm_v` for the options)."""
     _check_order(max_order)
+    if weights == "published":
+        return [ipndm_v_published_coeffs(s, i, min(max_order, i + 1)) for i in range(len(s) - 1)]
+    if weights != "exact":
+        raise ValueError(f"weights must be 'exact' or 'published', got {weights!r}")
     if interp not in INTERPS:
         raise ValueError(f"interp must be one of {', '.join(INTERPS)}, got {interp!r}")
     if not (math.isfinite(interp_rho) and interp_rho > 0):
@@ -220,23 +259,34 @@ def deis_table(s: list[float], max_order: int = 4) -> list[list[float]]:
     return [_coeffs_deis(s, i, min(max_order, i + 1)) for i in range(len(s) - 1)]
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_table(kind: str, s: tuple[float, ...], max_order: int, *opts: object) -> tuple[tuple[float, ...], ...]:
+    """The coefficient table of ``kind`` on the grid ``s``, computed once per (grid, options)."""
+    fn = {"ipndm": ipndm_table, "ipndm_v": ipndm_v_table, "deis": deis_table}[kind]
+    return tuple(tuple(row) for row in fn(list(s), max_order, *opts))  # type: ignore[operator]
+
+
 def ipndm(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
           afs: bool = False, max_order: int = 4) -> Tensor:
     """iPNDM: fixed-coefficient Adams–Bashforth (order <= 4) on ``d`` in sigma (DEIS's improved PNDM)."""
-    return adams_solve(denoise, x, sigmas, ipndm_table(as_floats(sigmas), max_order), callback, afs)
+    table = _cached_table("ipndm", tuple(as_floats(sigmas)), max_order)
+    return adams_solve(denoise, x, sigmas, table, callback, afs)
 
 
 def ipndm_v(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
             afs: bool = False, max_order: int = 4, interp: Interp = "rho", interp_rho: float = 7.0,
-            top_order_h: float | None = 0.85) -> Tensor:
+            top_order_h: float | None = 0.85, weights: Weights = "exact") -> Tensor:
     """iPNDM-v: variable-step Adams–Bashforth, slopes interpolated in ``interp``, integrated exactly in sigma.
 
     Defaults (measured on the GMM bench, docs/solvers.md): ``interp="rho"`` with ``interp_rho=7`` (the EDM
     grid's own uniform variable) and ``top_order_h=0.85`` (order 3 instead of 4 on steps longer than 0.85 in
     ln sigma, i.e. while the steps are coarse). ``interp="sigma", top_order_h=None`` is the exact
     sigma-polynomial form (k-diffusion's ``sample_lms``). ``max_order`` <= 4.
+    ``weights="published"`` is diff-sampler's iPNDM_v as published (:func:`ipndm_v_published_coeffs`, with
+    its defects: docs/solvers.md); ``interp``, ``interp_rho`` and ``top_order_h`` do not apply to it.
     """
-    table = ipndm_v_table(as_floats(sigmas), max_order, interp, interp_rho, top_order_h)
+    table = _cached_table("ipndm_v", tuple(as_floats(sigmas)), max_order, interp, interp_rho, top_order_h,
+                          weights)
     return adams_solve(denoise, x, sigmas, table, callback, afs)
 
 
@@ -246,7 +296,8 @@ def deis(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | No
 
     ``max_order=4`` is the tables' "DEIS-tAB3" (current slope plus three history slopes).
     """
-    return adams_solve(denoise, x, sigmas, deis_table(as_floats(sigmas), max_order), callback, afs)
+    table = _cached_table("deis", tuple(as_floats(sigmas)), max_order)
+    return adams_solve(denoise, x, sigmas, table, callback, afs)
 
 
 def adams_coefficients(kind: str, sigmas: list[float], max_order: int = 4, **opts: object) -> list[list[float]]:

@@ -8,13 +8,15 @@ first order. A step to sigma = 0 returns the data prediction itself (the h -> in
 
 Every update is linear in ``x_i`` and the history, ``x_{i+1} = a_i x_i + sum_j b_{i,j} m_{i-j}``, so the
 coefficients of the whole grid are computed once, before the first network call (UniPC's small linear
-solves included); a step is then one ``lerp`` plus one fused axpy per history term. Histories are local to
-each call. NFE = steps - [afs] for all three.
+solves included) and cached per (grid, options); a step is then one ``lerp`` plus one fused axpy per history
+term. Histories are local to each call. NFE = steps - [afs] for all three.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,8 +96,13 @@ def dpmpp_plan(s: list[float], max_order: int, lower_order_final: bool = True, d
     return plan
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_dpmpp_plan(s: tuple[float, ...], *opts: object) -> tuple[LinearStep, ...]:
+    return tuple(dpmpp_plan(list(s), *opts))  # type: ignore[arg-type]
+
+
 def _dpmpp(denoise: Denoise, x: Tensor, sigmas: Tensor, callback: Callback | None, afs: bool,
-           plan: list[LinearStep], thresholding: float | None) -> Tensor:
+           plan: Sequence[LinearStep], thresholding: float | None) -> Tensor:
     s = as_floats(sigmas)
     hist: list[Tensor] = []  # m_i, m_{i-1}, m_{i-2}
     for i, step in enumerate(plan):
@@ -113,7 +120,7 @@ def dpmpp_2m(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback 
     ``phi1 = expm1(-h)``, ``r0 = (lambda_i - lambda_{i-1}) / h``. ``thresholding`` is the dynamic-threshold
     quantile (e.g. 0.995 for pixel images), off by default. NFE = steps - [afs].
     """
-    plan = dpmpp_plan(as_floats(sigmas), 2, lower_order_final)
+    plan = _cached_dpmpp_plan(tuple(as_floats(sigmas)), 2, lower_order_final)
     return _dpmpp(denoise, x, sigmas, callback, afs, plan, thresholding)
 
 
@@ -134,7 +141,7 @@ def dpmpp_3m(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback 
     log-sigma steps overshoots (docs/solvers.md has the measurements); ``top_order_h=None`` always uses order
     3. The published solver is ``d2_weight="phi3", top_order_h=None``. NFE = steps - [afs].
     """
-    plan = dpmpp_plan(as_floats(sigmas), 3, lower_order_final, d2_weight, top_order_h)
+    plan = _cached_dpmpp_plan(tuple(as_floats(sigmas)), 3, lower_order_final, d2_weight, top_order_h)
     return _dpmpp(denoise, x, sigmas, callback, afs, plan, thresholding)
 
 
@@ -205,6 +212,22 @@ def unipc_plan(s: list[float], max_order: int = 3, lower_order_final: bool = Tru
     return plan
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_unipc_plan(s: tuple[float, ...], max_order: int, lower_order_final: bool) -> tuple[UniPCStep, ...]:
+    return tuple(unipc_plan(list(s), max_order, lower_order_final))
+
+
+def _combine(base: Tensor, pending: Sequence[float], hist: Sequence[Tensor]) -> Tensor:
+    """``base + sum_k pending[k] hist[k]`` as a fresh tensor (``base`` itself when nothing is pending)."""
+    if not pending:
+        return base
+    out = torch.add(base, hist[0], alpha=pending[0])
+    for wk, mk in zip(pending[1:], hist[1:]):
+        if wk != 0.0:
+            out.add_(mk, alpha=wk)
+    return out
+
+
 def unipc(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
           afs: bool = False, max_order: int = 3, lower_order_final: bool = True,
           thresholding: float | None = None) -> Tensor:
@@ -214,26 +237,38 @@ def unipc(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | N
     corrector: ``x_{i+1} = (s_{i+1}/s_i) x_i - phi m_i - B(h) (sum_k rho^c_k D1_k + rho^c_last (m~ - m_i))``
     where ``m~ = D(x~; sigma_{i+1})`` is reused as the next step's history value. The corrector is skipped
     on the last step, so NFE = steps - [afs]. ``max_order`` <= 3.
+
+    The corrected state is only ever an input of the next predictor (the network sees ``x~``), so without a
+    callback it is not formed: it is kept as ``x~ + sum_k w_k m_k`` and its weights are folded into the next
+    predictor's (five passes over the state per step at order 3 instead of eight; equal up to rounding).
     """
     if not 1 <= max_order <= 3:
         raise ValueError(f"unipc supports max_order 1..3, got {max_order}")
     s = as_floats(sigmas)
-    plan = unipc_plan(s, max_order, lower_order_final)
+    plan = _cached_unipc_plan(tuple(s), max_order, lower_order_final)
     m = threshold(first_denoised(denoise, x, sigmas[0], s[0], afs), thresholding)
     hist: list[Tensor] = [m]  # m_i, m_{i-1}, ...
+    pending: tuple[float, ...] = ()  # x_i = x + sum_k pending[k] hist[k] (the corrector, not yet applied)
     for i, step in enumerate(plan):
+        if callback is not None:
+            x, pending = _combine(x, pending, hist), ()
         report(callback, i, s[i], s[i + 1], x, hist[0])
-        if step.predictor.to_zero:
-            x = hist[0]
+        pred = step.predictor
+        if pred.to_zero:
+            x, pending = hist[0], ()
             continue
-        x_pred = _apply(step.predictor, x, hist)
+        # x~ = a x_i + (1 - a) m_i + sum_j b_j m_{i-j}, with x_i = x + sum_k pending[k] m_{i-k}
+        w = [pred.a * p for p in pending] + [0.0] * max(0, len(pred.b) - len(pending))
+        for j, bj in enumerate(pred.b):
+            w[j] += bj
+        x_pred = torch.lerp(hist[0], x, pred.a)  # a fresh tensor, so the axpys below are safe
+        for wk, mk in zip(w, hist):
+            if wk != 0.0:
+                x_pred.add_(mk, alpha=wk)
+        x, pending = x_pred, ()
         if not step.corrector:
-            x = x_pred
             continue
         m_new = threshold(call(denoise, x_pred, sigmas[i + 1]), thresholding)
-        x = torch.add(x_pred, m_new, alpha=step.c_new)
-        for cj, mj in zip(step.c, hist):
-            if cj != 0.0:
-                x.add_(mj, alpha=cj)
-        hist = [m_new] + hist[: max_order - 1]
-    return x
+        hist = [m_new] + hist[:max_order]  # one more than the predictor needs: the pending corrector's oldest
+        pending = (step.c_new,) + step.c
+    return _combine(x, pending, hist)

@@ -17,6 +17,7 @@ from qac.sampling.solvers._common import (
     Generator,
     as_floats,
     first_denoised,
+    randn_float32,
     randn_like,
     report,
 )
@@ -66,6 +67,7 @@ def euler_maruyama(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Cal
             x = denoised
             continue
         h = s[i + 1] - s[i]
-        noise = randn_like(x, generator)
-        x = torch.add(x, x - denoised, alpha=2.0 * h / s[i]).add_(noise, alpha=math.sqrt(-2.0 * s[i] * h))
+        noise = randn_float32(x, generator)  # cast inside the fused add below
+        # x + (2h/s)(x - D) = lerp(D, x, 1 + 2h/s): two passes over the state with the noise
+        x = torch.lerp(denoised, x, 1.0 + 2.0 * h / s[i]).add_(noise, alpha=math.sqrt(-2.0 * s[i] * h))
     return x
