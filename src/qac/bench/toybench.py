@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from qac.bench.runs import RunSpec, train_spec
 from qac.eval.analysis import code_denoise_fn, rf_uniform_sigmas, trajectory_curvature
 from qac.metrics.cfm import cfm_loss_curve, velocity_from_denoiser
 from qac.metrics.toy import energy_distance
@@ -59,44 +60,62 @@ class ToyBenchConfig:
 
 
 def train_toy(cfg: ToyBenchConfig, dataset: str, method: str, seed: int, run_dir: Path) -> float:
-    """Train one run (rf formulation, package MLP); returns wall seconds."""
-    from qac.train import ModelConfig, TrainConfig, train
+    """Train one run (rf formulation, package MLP; recipe of :class:`qac.bench.runs.RunSpec`); wall seconds."""
+    spec = RunSpec(data=f"toy:{dataset}:{cfg.train_points}", cond=METHODS[method], seed=seed, steps=cfg.steps,
+                   batch_size=cfg.batch_size, levels=cfg.levels, code_dim=cfg.code_dim, arch="mlp", lr=cfg.lr,
+                   ste=cfg.ste)
+    return train_spec(spec, run_dir)
 
-    model = ModelConfig(arch="mlp", formulation="rf", cond=METHODS[method], levels=cfg.levels,
-                        code_dim=cfg.code_dim, ste=cfg.ste)
-    tcfg = TrainConfig(data=f"toy:{dataset}:{cfg.train_points}", model=model, steps=cfg.steps,
-                       batch_size=cfg.batch_size, lr=cfg.lr, lr_warmup_steps=min(100, cfg.steps // 10),
-                       ema_halflife_img=cfg.steps * cfg.batch_size / 20, seed=seed, device="cpu",
-                       log_every=max(1, cfg.steps // 10), snapshot_every=10**9, grid_every=10**9)
-    t0 = time.perf_counter()
-    train(tcfg, run_dir, progress=False)
-    return time.perf_counter() - t0
+
+def rf_velocity(model: Any, seeds: Sequence[int], code_weights: Any) -> tuple[torch.Tensor, Any]:
+    """Unit noise of ``seeds`` (float64, [B, ...]) and ``vel(x, t)``: the RF velocity of ``model`` with codes
+    drawn per seed from ``code_weights`` (none for the baseline), no gradients."""
+    from qac.conditions import index_to_codes
+    from qac.util import per_seed_randn
+
+    noise = per_seed_randn(list(seeds), model.item_shape, dtype=torch.float64)
+    y_q = None
+    if model.conditional:
+        y_q = index_to_codes(code_weights.sample(seeds=list(seeds)), model.levels, model.code_dim)
+    v = velocity_from_denoiser(lambda x, s, _x0: model(x, s, y_q))
+
+    def vel(x: torch.Tensor, t: float) -> torch.Tensor:
+        with torch.no_grad():
+            return v(x, torch.tensor(t, dtype=torch.float64), x)
+
+    return noise, vel
+
+
+def rk45_rf(model: Any, seeds: Sequence[int], code_weights: Any, tol: float, t_max: float = 1 - 1e-4,
+            t_min: float = 1e-4) -> tuple[torch.Tensor, int]:
+    """scipy RK45 (rtol = atol = ``tol``) on the RF ODE dx/dt = v(x, t) from t_max (noise) to t_min, on the
+    flattened batch of ``seeds`` (codes drawn per seed from ``code_weights``).
+
+    Returns the states at t_min (float32, [B, ...]) and the function evaluations (``nfev``).
+    """
+    from scipy.integrate import solve_ivp
+
+    noise, vel = rf_velocity(model, seeds, code_weights)
+    shape = noise.shape
+
+    def f(t: float, flat: np.ndarray) -> np.ndarray:
+        return vel(torch.from_numpy(flat).reshape(shape), t).reshape(-1).numpy()
+
+    sol = solve_ivp(f, (t_max, t_min), (noise * t_max).reshape(-1).numpy(), method="RK45", rtol=tol, atol=tol)
+    return torch.from_numpy(sol.y[:, -1]).reshape(shape).float(), int(sol.nfev)
 
 
 def rk45_nfe(run: Any, seeds: Sequence[int], tol: float, t_max: float = 1 - 1e-4, t_min: float = 1e-4) -> int:
     """Function evaluations of scipy RK45 on the RF ODE dx/dt = v(x, t) from t_max (noise) to t_min."""
-    from scipy.integrate import solve_ivp
+    return rk45_rf(run.model, seeds, run.code_weights(), tol, t_max, t_min)[1]
 
-    from qac.conditions import index_to_codes
-    from qac.util import per_seed_randn
 
-    model = run.model
-    shape = (len(seeds), *model.item_shape)
-    x1 = per_seed_randn(list(seeds), model.item_shape, dtype=torch.float64)
-    y_q = None
-    if model.conditional:
-        idx = run.code_weights().sample(seeds=list(seeds))
-        y_q = index_to_codes(idx, model.levels, model.code_dim)
-    vel = velocity_from_denoiser(lambda x, s, _x0: model(x, s, y_q))
-
-    def f(t: float, flat: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(flat).reshape(shape)
-        with torch.no_grad():
-            v = vel(x, torch.tensor(t, dtype=torch.float64), x)
-        return v.reshape(-1).numpy()
-
-    sol = solve_ivp(f, (t_max, t_min), (x1 * t_max).reshape(-1).numpy(), method="RK45", rtol=tol, atol=tol)
-    return int(sol.nfev)
+def mean_lcfm(run: Any, x_test: torch.Tensor, num_ts: int, seed: int = 7) -> float:
+    """L_CFM per dimension on ``x_test`` averaged over a ``num_ts``-point midpoint t-grid (QAC: code E(x0))."""
+    ts = [(k + 0.5) / num_ts for k in range(num_ts)]
+    curve = cfm_loss_curve(code_denoise_fn(run.model), x_test, ts, generator=torch.Generator().manual_seed(seed),
+                           batch_size=4096)
+    return float(np.mean(list(curve.values())))
 
 
 def evaluate_toy(run: Any, cfg: ToyBenchConfig, dataset: str, seed: int) -> dict[str, Any]:
@@ -106,11 +125,7 @@ def evaluate_toy(run: Any, cfg: ToyBenchConfig, dataset: str, seed: int) -> dict
     from qac.util import seed_generator
 
     out: dict[str, Any] = {}
-    ts = [(k + 0.5) / cfg.lcfm_ts for k in range(cfg.lcfm_ts)]
-    x_test = sample_toy(dataset, cfg.lcfm_points, seed_generator(10**6 + 1))
-    curve = cfm_loss_curve(code_denoise_fn(run.model), x_test, ts, generator=torch.Generator().manual_seed(7),
-                           batch_size=4096)
-    out["lcfm"] = float(np.mean(list(curve.values())))
+    out["lcfm"] = mean_lcfm(run, sample_toy(dataset, cfg.lcfm_points, seed_generator(10**6 + 1)), cfg.lcfm_ts)
     eval_seeds = list(range(cfg.n_eval))
     for k in cfg.curvature_steps:
         cur = trajectory_curvature(run, eval_seeds, steps=k, sigma_max=cfg.sigma_max)
