@@ -126,8 +126,7 @@ def run_one(args: tuple[BenchConfig, Task, str, int, str, bool]) -> dict[str, An
     """Train (or reuse) and evaluate one (task, method, seed); returns a flat record."""
     cfg, task, method, seed, workdir, reuse = args
     torch.set_num_threads(1)
-    from qac.generate import generate
-
+    from qac.sampling.generate import generate
     from qac.train.run import load_run
 
     run_dir = Path(workdir) / f"{task.name}-{method}-s{seed}"

@@ -44,6 +44,7 @@ EXPECTED = {1: ["L_CFM", "curv10"], 2: ["heun@5", "heun@7", "rk45", "RK45 NFE", 
             3: ["heun@3", "heun@5"], 4: ["heun@3", "heun@5"], 5: ["euler@1", "euler@2", "heun@3", "heun@5"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
 def test_each_table_writes_rows_and_columns(tables, n):
     mod, out = tables
@@ -68,6 +69,7 @@ def test_each_table_writes_rows_and_columns(tables, n):
     assert saved["protocol"] in ("flow", "fallback") and saved["command"].startswith("OMP_NUM_THREADS=1")
 
 
+@pytest.mark.slow
 def test_table4_plot_and_runs_reused_across_tables(tables):
     _, out = tables
     assert (out / "table4.png").stat().st_size > 1000
