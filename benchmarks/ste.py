@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from qac.bench.scoring import Scorer
+
 MODES = ("identity", "sigmoid", "bounded", "softclip")
 NOTES = """
 * **Decision**: the default `--ste` is `sigmoid`, the best digits16 geometric mean (1.003 vs 1.113 for the
@@ -120,57 +122,11 @@ def finished_seconds(task: Task, run_dir: Path) -> float | None:
     return float(json.loads(timing.read_text())["train_s"])
 
 
-def _reference(task: Task) -> torch.Tensor:
-    from qac.data import open_dataset, sample_toy
-    from qac.util import seed_generator
-
-    if task.kind == "image":
-        return open_dataset(task.data).as_float()
-    return sample_toy(task.data.split(":")[1], 2 * task.n_eval, seed_generator(10**6 + 2))
-
-
-class Scorer:
-    """``proxy_randconv_fd`` against the whole digit set (images; reference statistics computed once) or the
-    energy distance against fresh points (toys)."""
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-        self.reference = _reference(task)
-        self._ref_stats = self._stats(self.reference) if task.kind == "image" else None
-
-    @staticmethod
-    def _stats(images: torch.Tensor):
-        from qac.metrics.proxies import RandConvDetector
-        from qac.metrics.stats import FeatureStats
-
-        det, st = RandConvDetector(seed=0), FeatureStats(RandConvDetector(seed=0).dim)
-        for i in range(0, len(images), 500):
-            st.update(det.features(images[i:i + 500].float()))
-        return st
-
-    def __call__(self, samples: torch.Tensor) -> float:
-        from qac.metrics.frechet import frechet_distance
-        from qac.metrics.toy import energy_distance
-
-        if self._ref_stats is None:
-            return energy_distance(samples, self.reference[:self.task.n_eval])
-        st, ref = self._stats(samples), self._ref_stats
-        return frechet_distance(st.mean(), st.cov(), ref.mean(), ref.cov())
-
-    def data_floor(self) -> float:
-        """The metric for real data: n_eval training digits vs the set, or fresh points vs fresh points."""
-        if self.task.kind == "image":
-            pick = torch.randperm(len(self.reference), generator=torch.Generator().manual_seed(0))
-            return self(self.reference[pick[:self.task.n_eval]])
-        return self(self.reference[self.task.n_eval:])
-
-
 def run_one(args: tuple[BenchConfig, Task, str, int, str, bool]) -> dict[str, Any]:
     """Train (or reuse) and evaluate one (task, method, seed); returns a flat record."""
     cfg, task, method, seed, workdir, reuse = args
     torch.set_num_threads(1)
-    from qac.generate import generate
-
+    from qac.sampling.generate import generate
     from qac.train.run import load_run
 
     run_dir = Path(workdir) / f"{task.name}-{method}-s{seed}"
@@ -187,7 +143,7 @@ def run_one(args: tuple[BenchConfig, Task, str, int, str, bool]) -> dict[str, An
         return json.loads(cached.read_text())["record"]
     t0 = time.perf_counter()
     run = load_run(run_dir, device="cpu")
-    scorer = Scorer(task)
+    scorer = Scorer(task.data, task.n_eval)
     rec: dict[str, Any] = {"task": task.name, "method": method, "seed": seed, "train_s": train_s}
     seeds = list(range(task.n_eval))
     for name in cfg.samplers:
@@ -355,7 +311,7 @@ def main() -> None:
             rows = pool.map(run_one, jobs, chunksize=1)
     else:
         rows = [run_one(j) for j in jobs]
-    floors = {t.name: Scorer(t).data_floor() for t in cfg.tasks}
+    floors = {t.name: Scorer(t.data, t.n_eval).data_floor() for t in cfg.tasks}
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     (out / "ste.json").write_text(json.dumps({"command": command, "config": asdict(cfg), "floors": floors,

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from qac.conditions.modes import CONDITIONS
+from qac.bench.runs import RunSpec, train_spec
 from qac.eval.analysis import code_denoise_fn, training_coupling, trajectory_curvature
 from qac.metrics.cfm import cfm_loss_curve
 from qac.metrics.toy import energy_distance
@@ -65,32 +65,35 @@ class ToyBenchConfig:
 
 
 def train_toy(cfg: ToyBenchConfig, dataset: str, method: str, seed: int, run_dir: Path) -> float:
-    """Train one run (rf formulation, package MLP); returns wall seconds."""
-    from qac.train import ModelConfig, TrainConfig, train
-
-    cond = METHODS[method]
-    model = ModelConfig(arch="mlp", formulation="rf", cond=cond, levels=cfg.levels, code_dim=cfg.code_dim,
-                        ste=cfg.ste, beta=cfg.beta if CONDITIONS[cond].default_beta is not None else None)
-    tcfg = TrainConfig(data=f"toy:{dataset}:{cfg.train_points}", model=model, steps=cfg.steps,
-                       batch_size=cfg.batch_size, lr=cfg.lr, lr_warmup_steps=min(100, cfg.steps // 10),
-                       ema_halflife_img=cfg.steps * cfg.batch_size / 20, seed=seed, device="cpu",
-                       log_every=max(1, cfg.steps // 10), snapshot_every=10**9, grid_every=10**9)
-    t0 = time.perf_counter()
-    train(tcfg, run_dir, progress=False)
-    return time.perf_counter() - t0
+    """Train one run (rf formulation, package MLP; recipe of :class:`qac.bench.runs.RunSpec`); wall seconds."""
+    spec = RunSpec(data=f"toy:{dataset}:{cfg.train_points}", cond=METHODS[method], seed=seed, steps=cfg.steps,
+                   batch_size=cfg.batch_size, levels=cfg.levels, code_dim=cfg.code_dim, arch="mlp", lr=cfg.lr,
+                   ste=cfg.ste, beta=cfg.beta)
+    return train_spec(spec, run_dir)
 
 
-def rk45_nfe(run: Any, seeds: Sequence[int], tol: float) -> dict[str, float]:
+def rk45_nfe(run: Any, seeds: Sequence[int], tol: float, code_weights: Any = None) -> dict[str, float]:
     """RK45 of the RF protocol (Dormand–Prince in t from t = 1 to 0, rtol = atol = ``tol``), each seed solved
     on its own: mean evaluations, accepted and rejected steps per sample (``nfe``, ``accepted``, ``rejected``).
 
-    Per sample, because a batch shares its steps and so spends what its worst member needs (docs/solvers.md).
+    ``code_weights``: where codes are drawn from (default: the run's online weights). Per sample, because a
+    batch shares its steps and so spends what its worst member needs (docs/solvers.md).
     """
     from qac.sampling.generate import generate
 
-    out = generate(run.model, list(seeds), code_weights=run.code_weights(), solver="rk45", schedule="flow",
+    weights = run.code_weights() if code_weights is None else code_weights
+    out = generate(run.model, list(seeds), code_weights=weights, solver="rk45", schedule="flow",
                    rtol=tol, atol=tol, batch_size=1)
     return {k: v / len(seeds) for k, v in (out.stats or {}).items()}
+
+
+def mean_lcfm(run: Any, x_test: torch.Tensor, num_ts: int, seed: int = 7) -> float:
+    """L_CFM per dimension on ``x_test`` averaged over a ``num_ts``-point midpoint t-grid, under the training
+    coupling (QAC: code E(x0); RNE: x1 ~ q(x1 | x0); VAE: the code's posterior mean)."""
+    ts = [(k + 0.5) / num_ts for k in range(num_ts)]
+    curve = cfm_loss_curve(code_denoise_fn(run.model), x_test, ts, generator=torch.Generator().manual_seed(seed),
+                           batch_size=4096, coupling=training_coupling(run.model))
+    return float(np.mean(list(curve.values())))
 
 
 def evaluate_toy(run: Any, cfg: ToyBenchConfig, dataset: str, seed: int) -> dict[str, Any]:
@@ -100,11 +103,7 @@ def evaluate_toy(run: Any, cfg: ToyBenchConfig, dataset: str, seed: int) -> dict
     from qac.util import seed_generator
 
     out: dict[str, Any] = {}
-    ts = [(k + 0.5) / cfg.lcfm_ts for k in range(cfg.lcfm_ts)]
-    x_test = sample_toy(dataset, cfg.lcfm_points, seed_generator(10**6 + 1))
-    curve = cfm_loss_curve(code_denoise_fn(run.model), x_test, ts, generator=torch.Generator().manual_seed(7),
-                           batch_size=4096, coupling=training_coupling(run.model))
-    out["lcfm"] = float(np.mean(list(curve.values())))
+    out["lcfm"] = mean_lcfm(run, sample_toy(dataset, cfg.lcfm_points, seed_generator(10**6 + 1)), cfg.lcfm_ts)
     eval_seeds = list(range(cfg.n_eval))
     for k in cfg.curvature_steps:
         cur = trajectory_curvature(run, eval_seeds, steps=k, sigma_max=cfg.sigma_max)
