@@ -30,7 +30,7 @@ from torch import Tensor
 
 from qac.errors import QACError
 from qac.sampling.sample import SampleResult
-from qac.sampling.solvers._common import Callback
+from qac.sampling.solvers._common import Callback, CountingCall, listener
 from qac.sampling.solvers.adaptive import DopriCounts, check_tolerances, dopri5_interval
 from qac.util import state_dtype
 
@@ -153,15 +153,6 @@ def flow_steps_for_nfe(solver: str, nfe: int) -> int:
                    f"(rule: {entry.nfe_rule})")
 
 
-class _Counting:
-    def __init__(self, fn: Velocity) -> None:
-        self.fn, self.calls = fn, 0
-
-    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
-        self.calls += 1
-        return self.fn(x, t)
-
-
 def sample_flow(velocity: Velocity, noise: Tensor, *, solver: str = "heun", steps: int | None = None,
                 nfe: int | None = None, return_trajectory: bool = False, callback: Callback | None = None,
                 **solver_opts: Any) -> SampleResult:
@@ -190,19 +181,12 @@ def sample_flow(velocity: Velocity, noise: Tensor, *, solver: str = "heun", step
         raise QACError("give steps or nfe")
     dtype = state_dtype(noise.device)
     times = flow_times(steps, device=noise.device, dtype=dtype)
-    counted = _Counting(velocity)
-    traj: list[Tensor] = []
-
-    def _callback(info: dict[str, Any]) -> None:
-        if return_trajectory:
-            traj.append(info["x"])
-        if callback is not None:
-            callback(info)
-
-    out, counts = entry.fn(counted, noise.to(dtype), times.tolist(), callback=_callback, **solver_opts)
+    counted = CountingCall(velocity)
+    traj: list[Tensor] | None = [] if return_trajectory else None
+    out, counts = entry.fn(counted, noise.to(dtype), times.tolist(), callback=listener(callback, traj), **solver_opts)
     if entry.nfe is not None and counted.calls != entry.nfe(steps):
         raise RuntimeError(f"flow {solver}: counted {counted.calls} evaluations, rule says {entry.nfe(steps)}")
     sigmas = torch.where(times < 1, times / (1 - times).clamp(min=1e-300), torch.full_like(times, math.inf))
     return SampleResult(samples=out, nfe=counted.calls, sigmas=sigmas, solver=solver,
-                        trajectory=torch.stack(traj + [out]) if return_trajectory else None, times=times,
+                        trajectory=torch.stack(traj + [out]) if traj is not None else None, times=times,
                         stats=counts.as_dict() if counts is not None else None)

@@ -14,7 +14,7 @@ from torch import Tensor
 from qac.errors import QACError
 from qac.sampling.registry import SolverEntry, get_solver
 from qac.sampling.schedules import make_sigmas
-from qac.sampling.solvers._common import Callback, Denoise
+from qac.sampling.solvers._common import Callback, CountingCall, Denoise, listener
 from qac.util import state_dtype
 
 
@@ -40,17 +40,6 @@ class SampleResult:
     @property
     def steps(self) -> int:
         return len(self.sigmas) - 1
-
-
-class _CountingDenoise:
-    """Wraps a denoise function and counts its calls (one per network evaluation)."""
-
-    def __init__(self, fn: Denoise) -> None:
-        self.fn, self.calls = fn, 0
-
-    def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
-        self.calls += 1
-        return self.fn(x, sigma)
 
 
 def steps_for_nfe(solver: str, nfe: int, *, afs: bool = False, final_zero: bool = False) -> int:
@@ -154,15 +143,8 @@ def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int
     dtype = state_dtype(noise.device)
     sigmas = make_sigmas(schedule, steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
                          final_zero=final_zero, device=noise.device, dtype=dtype)
-    counted = _CountingDenoise(denoise)
-    traj: list[Tensor] = []
-
-    def _callback(info: dict[str, Any]) -> None:
-        if return_trajectory:
-            traj.append(info["x"])
-        if callback is not None:
-            callback(info)
-
+    counted = CountingCall(denoise)
+    traj: list[Tensor] | None = [] if return_trajectory else None
     opts = dict(solver_opts)
     if entry.afs:
         opts["afs"] = afs
@@ -171,14 +153,12 @@ def sample(denoise: Denoise, noise: Tensor, *, solver: str = "euler", steps: int
     if entry.nfe is None:
         opts["stats"] = opts.get("stats") if opts.get("stats") is not None else {}
     x = noise.to(dtype) * sigmas[0]
-    # no callback at all when nothing listens: solvers may then skip forming states nobody sees (UniPC)
-    hook = _callback if (return_trajectory or callback is not None) else None
-    out = entry.fn(counted, x, sigmas, callback=hook, **opts)  # caller decides about no_grad
+    out = entry.fn(counted, x, sigmas, callback=listener(callback, traj), **opts)  # caller decides about no_grad
     zero = bool(sigmas[-1] == 0)
     if entry.nfe is not None and counted.calls != entry.nfe(len(sigmas) - 1, afs, zero):
         raise RuntimeError(f"{solver}: counted {counted.calls} evaluations, rule says "
                            f"{entry.nfe(len(sigmas) - 1, afs, zero)}")
-    trajectory = torch.stack(traj + [out]) if return_trajectory else None
+    trajectory = torch.stack(traj + [out]) if traj is not None else None
     stats = opts.get("stats")
     return SampleResult(samples=out, nfe=counted.calls, sigmas=sigmas, solver=solver, trajectory=trajectory,
                         stats=stats)

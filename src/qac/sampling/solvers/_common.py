@@ -90,3 +90,30 @@ def randn_like(x: Tensor, generator: Generator) -> Tensor:
 def as_floats(sigmas: Tensor) -> list[float]:
     """The sigma grid as Python floats (one host sync per call; coefficients are computed from it)."""
     return [float(s) for s in sigmas.detach().cpu().tolist()]
+
+
+class CountingCall:
+    """Wraps a network function (``denoise(x, sigma)`` or ``velocity(x, t)``) and counts its calls (the NFE)."""
+
+    def __init__(self, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, x: Tensor, s: Tensor) -> Tensor:
+        self.calls += 1
+        return self.fn(x, s)
+
+
+def listener(callback: Callback | None, trajectory: list[Tensor] | None) -> Callback | None:
+    """The callback a solver gets: appends each step's state ``x`` to ``trajectory`` (when a list) and forwards
+    to ``callback``; ``None`` when nothing listens (solvers may then skip forming states nobody sees)."""
+    if callback is None and trajectory is None:
+        return None
+
+    def hook(info: dict[str, Any]) -> None:
+        if trajectory is not None:
+            trajectory.append(info["x"])
+        if callback is not None:
+            callback(info)
+
+    return hook
+
