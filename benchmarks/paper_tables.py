@@ -238,14 +238,16 @@ def markdown(tp: TablePlan, sc: Scale, records: list[dict], floors: dict, skippe
              "mean per sample over 32 seeds, each solved alone).", ""]
     if plan.lcfm_points:
         lines += [f"L_CFM: per dimension, {plan.lcfm_points} points (toys: fresh; images: a seeded subset of the "
-                  "training set, no held-out split), mean over a {plan.lcfm_ts}-point "
+                  f"training set, no held-out split), mean over a {plan.lcfm_ts}-point "
                   "midpoint t-grid, each point's own code (QAC) / the training coupling (RNE). Curvature: RNE "
                   f"estimator on Euler with K = {', '.join(map(str, plan.curvature_steps))} steps from "
                   f"{plan.n_eval} prior draws.", ""]
     if plan.samplers:
         lines += [f"Scores (lower is better): {metric['points']} on points and {metric['image']} on images, "
                   "each with its data floor (real data scored the same way). `heun@k`: Heun at NFE k; `rk45`: "
-                  f"RK45 at rtol = atol = {plan.rk45_tol:g} on one batch of all {plan.n_eval} seeds.", ""]
+                  f"RK45 at rtol = atol = {plan.rk45_tol:g}, scored on one batch of all {plan.n_eval} seeds; its NFE "
+                  "column is the mean per sample over the first 32 seeds, each solved alone (a batch shares its "
+                  "steps, so it spends what its worst member needs: docs/solvers.md).", ""]
     for task in tp.tasks:
         lines += [f"## {toy_name(task) or task} (`--data {task}`" + (f", data floor {floors[task]:.4g})" if task in
                                                                       floors else ")"), "",
@@ -253,7 +255,8 @@ def markdown(tp: TablePlan, sc: Scale, records: list[dict], floors: dict, skippe
         for row in tp.rows:
             s = summ.get((task, row.label))
             if s is not None:
-                lines.append(f"| {row.label} | " + " | ".join(fmt(s.get(c)) for c in cols) + " |")
+                label = row.label.replace("|", "\\|")  # |C| inside a markdown table cell
+                lines.append(f"| {label} | " + " | ".join(fmt(s.get(c)) for c in cols) + " |")
         lines += ["", "Directions stated by the paper:", ""]
         lines += [f"* {c.text}: {check_claim(c, summ, task)}" for c in tp.claims]
         lines.append("")
@@ -301,7 +304,7 @@ def full_commands(n: int) -> list[str]:
     def fid(name: str, seed: int, solver: str, nfe: int | None, codes: str | None = "online") -> str:
         tag = f"{solver}{nfe or ''}" + (f"-{codes}" if codes else "")
         return (f"qac fid calc --run runs/paper/{name}-s{seed} --ref cifar10-32x32.npz --num 50000 --solver {solver} "
-                + (f"--nfe {nfe} " if nfe else "--rtol 1e-5 --atol 1e-5 ") + "--schedule flow "
+                + (f"--nfe {nfe} " if nfe else "--opt rtol=1e-5 --opt atol=1e-5 ") + "--schedule flow "
                 + (f"--codes {codes} " if codes else "") + f"--json runs/paper/{name}-s{seed}/fid-{tag}.json")
 
     rows = {1: [("rf", "none", ""), ("rne", "rne", "--beta 20 "), ("qac", "qac", big),

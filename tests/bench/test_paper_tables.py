@@ -98,3 +98,41 @@ def test_claim_checks_follow_the_means():
     assert check_claim(Claim("", "best", ("a", "c", "b"), "x"), summ, "d").startswith("agrees")
     assert check_claim(Claim("", "all_below", ("a", "b", "c"), "x"), summ, "d").startswith("agrees")
     assert check_claim(Claim("", "below", ("a", "zz"), "x"), summ, "d").startswith("not measured")
+
+
+def _parse_qac_command(line: str) -> None:
+    """Parse one printed ``qac ...`` line with the real click commands (options, choices, types), no run."""
+    import shlex
+    import warnings
+
+    import click
+
+    from qac.cli import main
+
+    args = shlex.split(line)[1:]
+    cmd, ctx = main, main.make_context("qac", list(args), resilient_parsing=False)
+    while isinstance(cmd, click.Group):
+        with warnings.catch_warnings():  # click 8.2 moves the subcommand name from protected_args into args
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tokens = [*ctx.protected_args, *ctx.args]
+        name, sub, rest = cmd.resolve_command(ctx, tokens)
+        cmd, ctx = sub, sub.make_context(name, rest, parent=ctx)
+
+
+@pytest.mark.parametrize("table", [1, 2, 3, 4, 5])
+def test_full_scale_commands_parse_with_the_cli(table, capsys, monkeypatch):
+    _run(_module(), monkeypatch, "--table", str(table), "--scale", "full")
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("qac ")]
+    assert lines
+    for line in lines:
+        _parse_qac_command(line)  # a misspelt option or a bad value raises click.UsageError
+
+
+def test_a_broken_claim_says_whether_it_is_within_seed_noise():
+    noisy = {("d", "a"): {"x": (1.0, 0.5)}, ("d", "b"): {"x": (0.9, 0.5)}, ("d", "c"): {"x": (0.1, 0.01)}}
+    assert check_claim(Claim("", "decreasing", ("a", "b", "c"), "x"), noisy, "d").startswith("agrees")
+    # a -> b breaks "increasing" by 0.1 < std 0.5; c -> a breaks "below" by 0.9 > both stds
+    assert "within seed noise" in check_claim(Claim("", "increasing", ("b", "a"), "x"), {
+        ("d", "a"): {"x": (0.9, 0.5)}, ("d", "b"): {"x": (1.0, 0.5)}}, "d")
+    clear = check_claim(Claim("", "below", ("a", "c"), "x"), noisy, "d")
+    assert clear.startswith("**disagrees** (") and "noise" not in clear

@@ -214,7 +214,22 @@ def check_claim(claim: Claim, summ: dict[tuple[str, str], dict], task: str) -> s
     else:
         raise ValueError(f"unknown claim kind {claim.kind!r}")
     nums = ", ".join(f"{r} {m:.3g}" for r, m in zip(claim.rows, means))
-    return f"{'agrees' if ok else '**disagrees**'} ({claim.column}: {nums})"
+    if ok:
+        return f"agrees ({claim.column}: {nums})"
+    noise = " within seed noise (the means that break it differ by less than their std)" if _within_noise(
+        claim, vals) else ""
+    return f"**disagrees**{noise} ({claim.column}: {nums})"
+
+
+def _within_noise(claim: Claim, vals: Sequence[tuple[float, float]]) -> bool:
+    """Whether every pair of rows that breaks ``claim`` differs by less than the larger of their two stds."""
+    pairs = {"below": [(0, k) for k in range(1, len(vals))],
+             "all_below": [(k, len(vals) - 1) for k in range(len(vals) - 1)],
+             "best": [(0, k) for k in range(1, len(vals))],
+             "decreasing": [(k + 1, k) for k in range(len(vals) - 1)],
+             "increasing": [(k, k + 1) for k in range(len(vals) - 1)]}[claim.kind]
+    broken = [(a, b) for a, b in pairs if not vals[a][0] < vals[b][0]]
+    return all(abs(vals[a][0] - vals[b][0]) < max(vals[a][1], vals[b][1]) for a, b in broken)
 
 
 def save_json(path: str | Path, payload: dict[str, Any]) -> Path:
