@@ -64,7 +64,8 @@ HEADERS = {"lcfm": "L_CFM", "rk45_nfe": "RK45 NFE", "codes_used": "codes > 1e-3"
 @dataclass(frozen=True)
 class Scale:
     """Data and budget of one scale. ``toys``: the data sets of Tab. 1 and 5; ``toy``: the one of Tab. 2-4.
-    ``bits``: log2 |C| of the main QAC code (points / images); ``t4_bits``: Tab. 4's codebooks."""
+    ``bits``: log2 |C| of the main QAC code (points / images); ``t4_bits``: Tab. 4's codebooks; ``t3_bits``:
+    Tab. 3's fixed codebook (the paper's 2^12)."""
 
     name: str
     toys: tuple[str, ...] = ("toy:8gaussians:50000", "toy:checkerboard:50000")
@@ -84,6 +85,7 @@ class Scale:
     image_bits: int = 12
     t2_bits: tuple[int, ...] = (6, 20)
     t4_bits: tuple[int, ...] = (4, 6, 8, 12, 16, 20)
+    t3_bits: int = 12
     beta: float = 20.0
 
     def is_image(self, data: str) -> bool:
@@ -108,7 +110,7 @@ SCALES = {
     "smoke": Scale("smoke", toys=("toy:moons:2000",), toy="toy:moons:2000", steps=20, batch_size=32,
                    image_steps=2, image_batch=8, seeds=(0, 1), n_eval=64, image_n_eval=32, lcfm_points=128,
                    lcfm_ts=3, curvature_steps=(10,), rk45_tol=1e-3, bits=4, image_bits=4, t2_bits=(4,),
-                   t4_bits=(4, 20)),
+                   t4_bits=(4, 20), t3_bits=4),
 }
 
 
@@ -170,6 +172,7 @@ def table_plan(n: int, sc: Scale, tasks: tuple[str, ...] | None) -> TablePlan:
                           "Both rows of a codebook are the same runs: only the code weights differ (online: the EMA "
                           "histogram of Alg. 1; offline: `qac collect` on the training set with the EMA encoder)."))
     if n == 3:
+        bits = sc.t3_bits  # the paper's fixed |C| = 2^12 (every L of Tab. 3 divides it)
         fsq = [_qac(bits, lv, label=f"FSQ L = {lv}, d = {round(bits / math.log2(lv))}") for lv in FSQ_LEVELS
                if bits % round(math.log2(lv)) == 0]
         missing = [lv for lv in FSQ_LEVELS if bits % round(math.log2(lv)) != 0]
@@ -221,9 +224,8 @@ def markdown(tp: TablePlan, sc: Scale, records: list[dict], floors: dict, skippe
     heads = [HEADERS.get(c, c) for c in cols]
     plan = sc.plan(tp.tasks[0], **tp.eval_kw)
     lines = [f"# Table {tp.number}: {TITLES[tp.number]}", "",
-             f"Command: `{command}` (wall time {seconds / 60:.1f} min; training "
-             f"{sum(r['train_s'] for r in records if not r['reused']) / 60:.1f} min in this invocation; "
-             "single-threaded processes on a shared 2-core CPU).", "",
+             f"Command: `{command}` ({_cost(records, seconds)}; single-threaded worker processes on a shared "
+             "2-core CPU).", "",
              f"Paper, Tab. {tp.number}: \"{CAPTIONS[tp.number]}\"", "",
              "**The paper's table bodies are not in the text we have**, so no number is compared with the paper's; "
              "the directions its text states are checked below.", "",
@@ -288,6 +290,17 @@ def plot_table4(tp: TablePlan, records: list[dict], path: Path) -> Path | None:
         ax.set_title(task, fontsize=9)
         ax.legend(fontsize=7)
     return save_figure(fig, path, dpi=110)
+
+
+def _cost(records: list[dict], seconds: float) -> str:
+    """What the table cost: this invocation's wall time, runs reused, and the summed cost from scratch."""
+    runs = {r["run"]: r for r in records}
+    train = sum(r["train_s"] for r in runs.values())
+    evals = sum(r.get("eval_s", 0.0) for r in records)
+    reused = sum(1 for r in runs.values() if r["reused"])
+    return (f"this invocation {seconds / 60:.1f} min wall, {reused} of {len(runs)} runs reused from the work "
+            f"folder; from scratch {train / 60:.1f} min of training + {evals / 60:.1f} min of evaluation summed "
+            "over runs")
 
 
 def full_commands(n: int) -> list[str]:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from qac.sampling.schedules import vp_betas
-from qac.sampling.solvers._common import Callback, Denoise, afs_denoised, as_floats, report
+from qac.sampling.solvers._common import Callback, Denoise, as_floats, first_denoised, report
 
 Interp = Literal["sigma", "rho", "log"]
 Weights = Literal["exact", "published"]
@@ -216,11 +216,9 @@ def adams_solve(denoise: Denoise, x: Tensor, sigmas: Tensor, table: Sequence[Seq
     scaled = [[cj / s[i - j] for j, cj in enumerate(c)] for i, c in enumerate(table)]  # acts on e = x - D
     hist: list[Tensor] = []  # e_i, e_{i-1}, ... newest first
     for i, c in enumerate(scaled):
-        # D in the network's dtype: ``x - D`` promotes exactly, which saves the separate cast pass of first_denoised
-        denoised = afs_denoised(x, s[0]) if afs and i == 0 else denoise(x, sigmas[i])
-        if callback is not None:
-            report(callback, i, s[i], s[i + 1], x, denoised.to(x.dtype))
-        hist = [torch.sub(x, denoised)] + hist[: keep - 1]
+        denoised = first_denoised(denoise, x, sigmas[i], s[i], afs and i == 0)
+        report(callback, i, s[i], s[i + 1], x, denoised)
+        hist = [x - denoised] + hist[: keep - 1]
         x_new = torch.add(x, hist[0], alpha=c[0])  # a fresh tensor: the in-place axpys below touch no input
         for cj, ej in zip(c[1:], hist[1:]):
             x_new.add_(ej, alpha=cj)
