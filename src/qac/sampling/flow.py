@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from qac.errors import QACError
-from qac.sampling.sample import SampleResult
+from qac.sampling.sample import SampleResult, steps_spending
 from qac.sampling.solvers._common import Callback, CountingCall, listener
 from qac.sampling.solvers.adaptive import DopriCounts, check_tolerances, dopri5_interval
 from qac.util import state_dtype
@@ -144,13 +144,11 @@ def flow_steps_for_nfe(solver: str, nfe: int) -> int:
     entry = get_flow_solver(solver)
     if entry.nfe is None:
         raise QACError(f"solver {solver!r} is adaptive: give rtol/atol (--opt rtol=1e-5), not nfe")
-    if isinstance(nfe, bool) or int(nfe) != nfe or nfe < 1:
-        raise QACError(f"nfe must be an integer >= 1, got {nfe!r}")
-    for steps in range(1, int(nfe) + 2):
-        if entry.nfe(steps) == nfe:
-            return steps
-    raise QACError(f"solver {solver!r} under schedule 'flow' cannot spend exactly {nfe} evaluations "
-                   f"(rule: {entry.nfe_rule})")
+    steps = steps_spending(nfe, entry.nfe)
+    if steps is None:
+        raise QACError(f"solver {solver!r} under schedule 'flow' cannot spend exactly {nfe} evaluations "
+                       f"(rule: {entry.nfe_rule})")
+    return steps
 
 
 def sample_flow(velocity: Velocity, noise: Tensor, *, solver: str = "heun", steps: int | None = None,

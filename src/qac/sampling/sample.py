@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +42,14 @@ class SampleResult:
         return len(self.sigmas) - 1
 
 
+def steps_spending(nfe: int, count: Callable[[int], int]) -> int | None:
+    """The smallest step count ``k`` with ``count(k) == nfe`` (``None`` if there is none); ``nfe`` is checked
+    to be an integer >= 1 (QACError otherwise)."""
+    if isinstance(nfe, bool) or int(nfe) != nfe or nfe < 1:
+        raise QACError(f"nfe must be an integer >= 1, got {nfe!r}")
+    return next((k for k in range(1, int(nfe) + 3) if count(k) == nfe), None)
+
+
 def steps_for_nfe(solver: str, nfe: int, *, afs: bool = False, final_zero: bool = False) -> int:
     """The number of steps at which ``solver`` spends exactly ``nfe`` evaluations (QACError if none).
 
@@ -51,14 +59,12 @@ def steps_for_nfe(solver: str, nfe: int, *, afs: bool = False, final_zero: bool 
     entry = get_solver(solver)
     if entry.nfe is None:
         raise QACError(f"solver {solver!r} is adaptive: give steps (and rtol/atol), not nfe")
-    if isinstance(nfe, bool) or int(nfe) != nfe or nfe < 1:
-        raise QACError(f"nfe must be an integer >= 1, got {nfe!r}")
     afs = afs and entry.afs
-    for steps in range(1, int(nfe) + 3):
-        if entry.nfe(steps, afs, final_zero) == nfe:
-            return steps
-    raise QACError(f"solver {solver!r} cannot spend exactly {nfe} evaluations (rule: {entry.nfe_rule}, "
-                   f"afs={afs}, final_zero={final_zero})")
+    steps = steps_spending(nfe, lambda k: entry.nfe(k, afs, final_zero))
+    if steps is None:
+        raise QACError(f"solver {solver!r} cannot spend exactly {nfe} evaluations (rule: {entry.nfe_rule}, "
+                       f"afs={afs}, final_zero={final_zero})")
+    return steps
 
 
 def resolve_nfe(solver: str, nfe: int, *, afs: bool = False, final_zero: bool = False) -> tuple[int, bool]:
