@@ -157,9 +157,9 @@ def run_job(job: Job) -> list[dict[str, Any]]:
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value)."""
+    """Mean and sample standard deviation (NaN for one value: no spread was measured)."""
     arr = np.asarray(values, dtype=np.float64)
-    return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else 0.0)
+    return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else math.nan)
 
 
 def summarize(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[tuple[str, str], dict]:
@@ -172,13 +172,20 @@ def summarize(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict
 
 
 def fmt(ms: tuple[float, float] | None) -> str:
-    """``mean ± std`` with 3 significant digits (``—`` when absent)."""
+    """``mean ± std`` with 3 significant digits (``—`` when absent; the mean alone for a single seed).
+
+    >>> fmt((0.12345, 0.01)), fmt((0.12345, float("nan"))), fmt((1234.0, 5.0))
+    ('0.123 ± 0.01', '0.123', '1234 ± 5')
+    """
     if ms is None:
         return "—"
     m, s = ms
     if not math.isfinite(m):
         return "nan"
-    return f"{m:.0f} ± {s:.0f}" if abs(m) >= 100 else f"{m:.3g} ± {s:.2g}"
+    mean = f"{m:.0f}" if abs(m) >= 100 else f"{m:.3g}"
+    if not math.isfinite(s):
+        return mean
+    return f"{mean} ± {s:.0f}" if abs(m) >= 100 else f"{mean} ± {s:.2g}"
 
 
 @dataclass(frozen=True)
@@ -233,8 +240,19 @@ def _within_noise(claim: Claim, vals: Sequence[tuple[float, float]]) -> bool:
 
 
 def save_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as indented JSON (parent folders created)."""
+    """Write ``payload`` as indented strict JSON (parent folders created; NaN -> null)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1) + "\n")
+    path.write_text(json.dumps(_finite(payload), indent=1, allow_nan=False) + "\n")
     return path
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (strict JSON: a single seed has no std)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
