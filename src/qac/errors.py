@@ -10,3 +10,8 @@ from __future__ import annotations
 
 class QACError(Exception):
     """A user mistake, reported as one line (CLI exit code 2)."""
+
+
+class OptionError(QACError, ValueError):
+    """A bad value of a function's option (e.g. a solver's ``max_order``): a user mistake, and a
+    ``ValueError`` for library callers who catch that."""

@@ -77,7 +77,7 @@ def test_end_to_end_on_slope_known_in_closed_form(name, max_order):
     """dx/dsigma = p(sigma) (D = x - sigma p): the solver's answer equals the sum of exact integrals."""
     poly = np.array([0.01, -0.2, 0.5, 1.0])
     den = lambda x, s: x - s * float(np.polyval(poly, float(s)))
-    opts = {"interp": "sigma", "top_order_h": None} if name == "ipndm_v" else {}
+    opts = {"interp": "sigma", "top_order_h": None, "weights": "exact"} if name == "ipndm_v" else {}
     res = sample(den, torch.ones(1, 1), solver=name, steps=9, max_order=max_order, **opts)
     table = adams_coefficients(name, GRID, max_order=max_order)
     expected = 80.0 + sum(cj * np.polyval(poly, GRID[i - j])
@@ -106,7 +106,7 @@ def test_multistep_exact_for_polynomial_data_prediction(name, degree):
     m = lambda l: sum(c * l**p for p, c in enumerate(coeffs))
     den = lambda x, s: torch.full_like(x, m(-math.log(float(s))))
     sig = [5.0, 3.0, 2.0, 1.2, 0.9]
-    exact_form = {"top_order_h": None} if name == "dpmpp_3m" else {}  # always third order
+    exact_form = {"d2_weight": "exact"} if name == "dpmpp_3m" else {}  # always third order
     res = sample(den, torch.zeros(1, 1), solver=name, schedule=sig, lower_order_final=False, **exact_form)
     lam = [-math.log(s) for s in sig]
     # x_T = 0: the answer is sigma_N * int e^lambda m(lambda), minus the warm-up error of the first steps

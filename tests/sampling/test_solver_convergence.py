@@ -19,7 +19,9 @@ NFES = [64, 128, 256, 512]
 # (solver, options, lowest and highest accepted log-log slope over NFE 64..512); measured values in
 # docs/results/gmm_solvers.md. ipndm's fixed AB weights are only 2nd order on the non-uniform rho=7 grid.
 # Every option keeps its order: the exact forms (ipndm_v in sigma, dpmpp_3m with 2 phi3 always at order 3)
-# and the defaults alike; the published dpmpp_3m weight (phi3) is second order.
+# and the defaults alike (on these fine grids the defaults use the exact weights: ipndm_v's largest log-sigma
+# step is <= 0.38 < coarse_h, dpmpp_3m's weight is 2 - (h/0.15)^2 -> 2); the published dpmpp_3m weight
+# (phi3) is second order.
 ORDERS = [
     ("euler", {}, 0.9, 1.15),
     ("heun", {}, 1.85, 2.3),
@@ -30,10 +32,11 @@ ORDERS = [
     ("deis", {}, 3.0, 4.5),
     ("ipndm", {}, 1.7, 2.4),
     ("ipndm_v", {}, 3.5, 5.0),
-    ("ipndm_v", {"interp": "sigma", "top_order_h": None}, 3.2, 4.3),
+    ("ipndm_v", {"interp": "sigma", "top_order_h": None, "weights": "exact"}, 3.2, 4.3),
     ("ipndm_v", {"interp": "log"}, 3.5, 5.0),
-    ("ipndm_v", {"interp": "rho", "top_order_h": None}, 3.5, 5.0),
-    ("dpmpp_3m", {"top_order_h": None}, 2.8, 3.6),
+    ("ipndm_v", {"interp": "rho", "top_order_h": None, "weights": "exact"}, 3.5, 5.0),
+    ("dpmpp_3m", {"d2_weight": "exact"}, 2.8, 3.6),
+    ("dpmpp_3m", {"d2_weight": "exact", "top_order_h": 0.35}, 2.8, 3.6),
     ("dpmpp_3m", {"d2_weight": "phi3", "top_order_h": None}, 1.7, 2.5),
 ]
 

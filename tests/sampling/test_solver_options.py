@@ -69,13 +69,13 @@ def test_top_order_rule_lowers_only_long_steps(t, expected):
 
 def test_ipndm_v_options_reach_sample_and_bad_values_raise():
     den = lambda x, s: 0.3 * x
-    a = sample(den, torch.ones(1, 2), solver="ipndm_v", steps=8, interp="log").samples
-    b = sample(den, torch.ones(1, 2), solver="ipndm_v", steps=8, interp="sigma").samples
+    a = sample(den, torch.ones(1, 2), solver="ipndm_v", steps=8, interp="log", weights="exact").samples
+    b = sample(den, torch.ones(1, 2), solver="ipndm_v", steps=8, interp="sigma", weights="exact").samples
     assert not torch.allclose(a, b)
     # a user mistake (QACError: one `error:` line in the CLI), checked against the option's Literal type
     with pytest.raises(QACError, match="interp='cubic' of 'ipndm_v' must be one of sigma, rho, log"):
         sample(den, torch.ones(1, 2), solver="ipndm_v", steps=8, interp="cubic")
-    with pytest.raises(QACError, match="d2_weight='half' of 'dpmpp_3m' must be one of exact, phi3"):
+    with pytest.raises(QACError, match="d2_weight='half' of 'dpmpp_3m' must be one of auto, exact, phi3"):
         sample(den, torch.ones(1, 2), solver="dpmpp_3m", steps=8, d2_weight="half")
 
 
@@ -233,7 +233,7 @@ def test_coefficient_tables_are_cached_per_grid_and_options():
     noise = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     sig = make_sigmas("polynomial", 8)
     for interp in ("sigma", "rho", "sigma"):
-        got = sample(den, noise, solver="ipndm_v", steps=8, interp=interp).samples
+        got = sample(den, noise, solver="ipndm_v", steps=8, interp=interp, weights="exact").samples
         table = adams_coefficients("ipndm_v", sig.tolist(), 4, interp=interp, top_order_h=0.85)
         want = adams_solve(den, noise * 80, sig, table)
         assert torch.equal(got, want), interp
@@ -250,7 +250,48 @@ def test_ipndm_v_published_weights_option_is_the_reference_row():
     for opts in ({}, {"interp": "log", "top_order_h": None}):
         got = sample(den, noise, solver="ipndm_v", steps=7, weights="published", **opts).samples
         assert torch.equal(got, want), opts
-    exact = sample(den, noise, solver="ipndm_v", steps=7).samples
+    exact = sample(den, noise, solver="ipndm_v", steps=7, weights="exact").samples
     assert not torch.allclose(exact, want, rtol=1e-6)
-    with pytest.raises(QACError, match="weights='nosuch' of 'ipndm_v' must be one of exact, published"):
+    with pytest.raises(QACError, match="weights='nosuch' of 'ipndm_v' must be one of auto, exact, published"):
         sample(den, noise, solver="ipndm_v", steps=7, weights="nosuch")
+
+
+@pytest.mark.parametrize("steps,coarse", [(7, True), (48, True), (64, False), (96, False)])
+def test_ipndm_v_auto_weights_switch_on_the_largest_log_step(steps, coarse):
+    """The default ``weights="auto"`` is diff-sampler's published table on a coarse grid (largest log-sigma
+    step > ``coarse_h`` = 0.45: rho = 7 grids up to 48 steps) and the exact table on a fine one."""
+    den = lambda x, s: torch.sin(x) / (1.0 + float(s))
+    noise = torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    sig = make_sigmas("polynomial", steps)
+    s = sig.tolist()
+    h_max = max(math.log(a / b) for a, b in zip(s[:-1], s[1:]))
+    assert (h_max > 0.45) == coarse
+    got = sample(den, noise, solver="ipndm_v", steps=steps).samples
+    pub = sample(den, noise, solver="ipndm_v", steps=steps, weights="published").samples
+    exact = sample(den, noise, solver="ipndm_v", steps=steps, weights="exact").samples
+    assert torch.equal(got, pub if coarse else exact)
+    assert not torch.allclose(pub, exact, rtol=1e-9, atol=0)
+    # the threshold is an option: a larger one keeps the exact table on the same grid
+    wide = sample(den, noise, solver="ipndm_v", steps=steps, coarse_h=h_max * 1.01).samples
+    assert torch.equal(wide, exact)
+    with pytest.raises(QACError, match="coarse_h"):
+        sample(den, noise, solver="ipndm_v", steps=steps, coarse_h=0.0)
+
+
+@pytest.mark.parametrize("steps", [12, 100])
+def test_dpmpp_3m_auto_weight_is_the_blend(steps):
+    """``d2_weight="auto"`` (default): ``w = 2 - min(1, (h/0.15)^2)``, checked against the independent per-step
+    formulas; on 12 logSNR steps (h = 0.88) that is the published ``phi3`` run exactly, on 100 steps
+    (h = 0.106) a weight of ~1.5."""
+    den = lambda x, s: torch.sin(x) * (1.0 / (1.0 + float(s)))
+    x0 = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 80
+    sig = make_sigmas("logsnr", steps)
+    h = math.log(80 / 0.002) / steps
+    w = 2.0 - min(1.0, (h / 0.15) ** 2)
+    got = sample(den, x0 / 80, solver="dpmpp_3m", schedule="logsnr", steps=steps).samples
+    want = _dpmpp_per_step(den, x0, sig.tolist(), 3, w)
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    pub = sample(den, x0 / 80, solver="dpmpp_3m", schedule="logsnr", steps=steps, d2_weight="phi3").samples
+    assert torch.equal(got, pub) == (steps == 12)
+    with pytest.raises(QACError, match="weight_h"):
+        sample(den, x0, solver="dpmpp_3m", steps=steps, weight_h=-1.0)

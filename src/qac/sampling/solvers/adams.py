@@ -35,11 +35,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from qac.errors import OptionError
 from qac.sampling.schedules import vp_betas
 from qac.sampling.solvers._common import Callback, Denoise, as_floats, first_denoised, report
 
 Interp = Literal["sigma", "rho", "log"]
-Weights = Literal["exact", "published"]
+Weights = Literal["auto", "exact", "published"]
+WEIGHTS: tuple[str, ...] = ("auto", "exact", "published")
 INTERPS: tuple[str, ...] = ("sigma", "rho", "log")
 
 AB_COEFFS: tuple[tuple[float, ...], ...] = (
@@ -123,7 +125,7 @@ def interp_weights(nodes: list[float], a: float, b: float, interp: Interp = "sig
             vals = _basis_at(v, -_LAGUERRE_NODES) @ _LAGUERRE_WEIGHTS
             return [float(-a * w) for w in vals]
         return _weighted_integrals(v, 0.0, math.log(b) - la, lambda t: a * np.exp(t))
-    raise ValueError(f"interp must be one of {', '.join(INTERPS)}, got {interp!r}")
+    raise OptionError(f"interp must be one of {', '.join(INTERPS)}, got {interp!r}")
 
 
 def step_order(s: list[float], i: int, max_order: int, top_order_h: float | None) -> int:
@@ -200,7 +202,7 @@ def _coeffs_deis(s: list[float], i: int, q: int) -> list[float]:
 
 def _check_order(max_order: int) -> None:
     if not 1 <= max_order <= 4:
-        raise ValueError(f"max_order must be in 1..4, got {max_order}")
+        raise OptionError(f"max_order must be in 1..4, got {max_order}")
 
 
 def adams_solve(denoise: Denoise, x: Tensor, sigmas: Tensor, table: Sequence[Sequence[float]],
@@ -232,20 +234,32 @@ def ipndm_table(s: list[float], max_order: int = 4) -> list[list[float]]:
     return [_coeffs_ipndm(s, i, min(max_order, i + 1)) for i in range(len(s) - 1)]
 
 
+def max_log_step(s: list[float]) -> float:
+    """The largest ``ln(s_i / s_{i+1})`` over the steps that do not end at sigma = 0 (0 if there are none).
+
+    >>> round(max_log_step([8.0, 2.0, 1.0, 0.0]), 6)  # ln 4
+    1.386294
+    """
+    return max((math.log(a / b) for a, b in zip(s[:-1], s[1:]) if b > 0), default=0.0)
+
+
 def ipndm_v_table(s: list[float], max_order: int = 4, interp: Interp = "rho", interp_rho: float = 7.0,
-                  top_order_h: float | None = 0.85, weights: Weights = "exact") -> list[list[float]]:
+                  top_order_h: float | None = 0.85, weights: Weights = "auto",
+                  coarse_h: float = 0.45) -> list[list[float]]:
     """iPNDM-v's coefficient table on the grid ``s`` (see :func:`ipndm_v` for the options)."""
     _check_order(max_order)
-    if weights == "published":
+    if weights not in WEIGHTS:
+        raise OptionError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    if not (math.isfinite(coarse_h) and coarse_h > 0):
+        raise OptionError(f"coarse_h must be > 0, got {coarse_h}")
+    if weights == "published" or (weights == "auto" and max_log_step(s) > coarse_h):
         return [ipndm_v_published_coeffs(s, i, min(max_order, i + 1)) for i in range(len(s) - 1)]
-    if weights != "exact":
-        raise ValueError(f"weights must be 'exact' or 'published', got {weights!r}")
     if interp not in INTERPS:
-        raise ValueError(f"interp must be one of {', '.join(INTERPS)}, got {interp!r}")
+        raise OptionError(f"interp must be one of {', '.join(INTERPS)}, got {interp!r}")
     if not (math.isfinite(interp_rho) and interp_rho > 0):
-        raise ValueError(f"interp_rho must be > 0, got {interp_rho}")
+        raise OptionError(f"interp_rho must be > 0, got {interp_rho}")
     if top_order_h is not None and not top_order_h > 0:
-        raise ValueError(f"top_order_h must be > 0 or None, got {top_order_h}")
+        raise OptionError(f"top_order_h must be > 0 or None, got {top_order_h}")
     out = []
     for i in range(len(s) - 1):
         q = step_order(s, i, max_order, top_order_h)
@@ -275,7 +289,7 @@ def ipndm(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | N
 
 def ipndm_v(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
             afs: bool = False, max_order: int = 4, interp: Interp = "rho", interp_rho: float = 7.0,
-            top_order_h: float | None = 0.85, weights: Weights = "exact") -> Tensor:
+            top_order_h: float | None = 0.85, weights: Weights = "auto", coarse_h: float = 0.45) -> Tensor:
     """iPNDM-v: variable-step Adams–Bashforth, slopes interpolated in ``interp``, integrated exactly in sigma.
 
     Defaults (measured on the GMM bench, docs/solvers.md): ``interp="rho"`` with ``interp_rho=7`` (the EDM
@@ -286,7 +300,7 @@ def ipndm_v(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback |
     its defects: docs/solvers.md); ``interp``, ``interp_rho`` and ``top_order_h`` do not apply to it.
     """
     table = _cached_table("ipndm_v", tuple(as_floats(sigmas)), max_order, interp, interp_rho, top_order_h,
-                          weights)
+                          weights, coarse_h)
     return adams_solve(denoise, x, sigmas, table, callback, afs)
 
 
@@ -307,7 +321,7 @@ def adams_coefficients(kind: str, sigmas: list[float], max_order: int = 4, **opt
     the exact sigma-polynomial weights at the plain warm-start orders.
     """
     if kind == "ipndm_v":
-        opts = {"interp": "sigma", "top_order_h": None, **opts}
+        opts = {"interp": "sigma", "top_order_h": None, "weights": "exact", **opts}
         return ipndm_v_table(list(sigmas), max_order, **opts)  # type: ignore[arg-type]
     fn = {"ipndm": ipndm_table, "deis": deis_table}[kind]
     return fn(list(sigmas), max_order)

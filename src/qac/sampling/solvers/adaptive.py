@@ -19,6 +19,7 @@ from typing import Any
 
 from torch import Tensor
 
+from qac.errors import OptionError
 from qac.sampling.solvers._common import Callback, Denoise, as_floats, call, report
 
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
@@ -99,7 +100,7 @@ def dopri5_interval(fn: Callable[[Tensor, float, bool], Tensor], x: Tensor, k0: 
 def check_tolerances(rtol: float, atol: float) -> None:
     """rk45 needs positive, finite tolerances."""
     if not (0 < rtol < math.inf and 0 < atol < math.inf):
-        raise ValueError(f"rk45 needs rtol > 0 and atol > 0, got rtol={rtol}, atol={atol}")
+        raise OptionError(f"rk45 needs rtol > 0 and atol > 0, got rtol={rtol}, atol={atol}")
 
 
 def rk45(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,

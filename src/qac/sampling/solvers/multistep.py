@@ -24,9 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from qac.errors import OptionError
 from qac.sampling.solvers._common import Callback, Denoise, as_floats, call, first_denoised, report, threshold
 
-D2Weight = Literal["exact", "phi3"]
+D2Weight = Literal["auto", "exact", "phi3"]
+D2_WEIGHTS: tuple[str, ...] = ("auto", "exact", "phi3")
 
 
 def _order(i: int, steps: int, max_order: int, lower_order_final: bool) -> int:
@@ -58,13 +60,33 @@ def _apply(step: LinearStep, x: Tensor, hist: list[Tensor]) -> Tensor:
     return out
 
 
+def d2_weight_factor(h: float, d2_weight: D2Weight, weight_h: float) -> float:
+    """The second-difference weight ``w`` of a 3M step of log-sigma length ``h``.
+
+    ``exact``: 2 (the exact integral of the quadratic interpolant); ``phi3``: 1 (the published weight);
+    ``auto``: ``w = 2 - min(1, (h / weight_h)^2)``, the published weight on steps with ``h >= weight_h`` and
+    the exact one as ``h -> 0``. The deviation from the exact weight is ``O(h^2)``, so the local error of the
+    step stays ``O(h^4)`` and the method third order.
+
+    >>> d2_weight_factor(1.0, "auto", 0.5), d2_weight_factor(0.25, "auto", 0.5), d2_weight_factor(0.0, "auto", 0.5)
+    (1.0, 1.75, 2.0)
+    """
+    if d2_weight == "exact":
+        return 2.0
+    if d2_weight == "phi3":
+        return 1.0
+    return 2.0 - min(1.0, (h / weight_h) ** 2)
+
+
 def dpmpp_plan(s: list[float], max_order: int, lower_order_final: bool = True, d2_weight: D2Weight = "exact",
-               top_order_h: float | None = None) -> list[LinearStep]:
+               top_order_h: float | None = None, weight_h: float = 0.15) -> list[LinearStep]:
     """Per-step coefficients of DPM-Solver++(2M/3M) on the grid ``s`` (see :func:`dpmpp_3m`)."""
-    if d2_weight not in ("exact", "phi3"):
-        raise ValueError(f"d2_weight must be 'exact' or 'phi3', got {d2_weight!r}")
+    if d2_weight not in D2_WEIGHTS:
+        raise OptionError(f"d2_weight must be one of {', '.join(D2_WEIGHTS)}, got {d2_weight!r}")
+    if not (math.isfinite(weight_h) and weight_h > 0):
+        raise OptionError(f"weight_h must be > 0, got {weight_h}")
     if top_order_h is not None and not top_order_h > 0:
-        raise ValueError(f"top_order_h must be > 0 or None, got {top_order_h}")
+        raise OptionError(f"top_order_h must be > 0 or None, got {top_order_h}")
     steps = len(s) - 1
     lam = _lams(s)
     plan = []
@@ -90,7 +112,7 @@ def dpmpp_plan(s: list[float], max_order: int, lower_order_final: bool = True, d
             d2 = (d1_0 - d1_1) / (r0 + r1)  # ~ h^2 m'' / 2
             phi2 = phi1 / h + 1.0
             phi3 = phi2 / h - 0.5
-            w = 2.0 if d2_weight == "exact" else 1.0
+            w = d2_weight_factor(h, d2_weight, weight_h)
             b = phi2 * d1 - (w * phi3) * d2
         plan.append(LinearStep(s[i + 1] / s[i], tuple(float(v) for v in b)))
     return plan
@@ -126,7 +148,7 @@ def dpmpp_2m(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback 
 
 def dpmpp_3m(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
              afs: bool = False, lower_order_final: bool = True, thresholding: float | None = None,
-             d2_weight: D2Weight = "exact", top_order_h: float | None = 0.35) -> Tensor:
+             d2_weight: D2Weight = "auto", top_order_h: float | None = None, weight_h: float = 0.15) -> Tensor:
     """DPM-Solver++(3M): ``x_{i+1} = (s_{i+1}/s_i) x_i - phi1 m_i + phi2 D1 - w phi3 D2``.
 
     ``D1 ~ h m'`` and ``D2 = (D1_0 - D1_1)/(r0 + r1) ~ h^2 m''/2`` are the divided differences of the
@@ -141,7 +163,7 @@ def dpmpp_3m(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback 
     log-sigma steps overshoots (docs/solvers.md has the measurements); ``top_order_h=None`` always uses order
     3. The published solver is ``d2_weight="phi3", top_order_h=None``. NFE = steps - [afs].
     """
-    plan = _cached_dpmpp_plan(tuple(as_floats(sigmas)), 3, lower_order_final, d2_weight, top_order_h)
+    plan = _cached_dpmpp_plan(tuple(as_floats(sigmas)), 3, lower_order_final, d2_weight, top_order_h, weight_h)
     return _dpmpp(denoise, x, sigmas, callback, afs, plan, thresholding)
 
 
@@ -243,7 +265,7 @@ def unipc(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | N
     predictor's (five passes over the state per step at order 3 instead of eight; equal up to rounding).
     """
     if not 1 <= max_order <= 3:
-        raise ValueError(f"unipc supports max_order 1..3, got {max_order}")
+        raise OptionError(f"unipc supports max_order 1..3, got {max_order}")
     s = as_floats(sigmas)
     plan = _cached_unipc_plan(tuple(s), max_order, lower_order_final)
     m = threshold(first_denoised(denoise, x, sigmas[0], s[0], afs), thresholding)

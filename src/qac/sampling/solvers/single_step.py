@@ -11,6 +11,7 @@ import math
 import torch
 from torch import Tensor
 
+from qac.errors import OptionError
 from qac.sampling.solvers._common import Callback, Denoise, as_floats, call, first_denoised, report
 
 
@@ -70,7 +71,7 @@ def dpm2(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | No
     NFE = 2 * steps - [afs] - [last sigma == 0].
     """
     if not 0 < r <= 1:
-        raise ValueError(f"dpm2 needs 0 < r <= 1, got {r}")
+        raise OptionError(f"dpm2 needs 0 < r <= 1, got {r}")
     s = as_floats(sigmas)
     w_mid = 1.0 / (2.0 * r)
     for i in range(len(s) - 1):
