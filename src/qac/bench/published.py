@@ -16,7 +16,7 @@
 
   Order 3 reduces to iPNDM's AB3 on a uniform grid. On the EDM grid the form stops converging at high NFE
   (measured order ~1.8 over NFE 64-512, docs/solvers.md).
-- DPM-Solver++(3M) as published is ``qac.sampling.dpmpp_3m(..., d2_weight="phi3", top_order_h=None)``.
+- DPM-Solver++(3M) as published is ``qac.sampling.dpmpp_3m(..., d2_weight="phi3")``.
 
 The other solvers (euler, heun, dpm2, ipndm, dpmpp_2m, unipc, deis) are the published forms themselves.
 """
