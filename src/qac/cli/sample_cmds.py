@@ -57,18 +57,15 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
     if aligner is not None and spec.schedule == "auto":
         spec = spec.replace(schedule="polynomial")  # aligners live on sigma schedules
     spec = spec.for_formulation(run.model.formulation.name)
-    if spec.steps is None and spec.nfe is None and aligner is None and not (spec.solver == "rk45" and
-                                                                          spec.schedule == "flow"):
-        spec = spec.replace(steps=18)
+    if aligner is None:
+        spec = spec.with_default_steps()
     solver = spec.solver
     check_writable(out if out else Path(run_dir) / "samples")
     recorder, other, other_spec = None, None, None
     if save_predictions or compare_dir:
         if compare_dir:
             other = load_run(compare_dir, device=rank_device(device, info), ema=not raw_weights)
-            other_spec = sampling.spec().for_formulation(other.model.formulation.name)
-            if other_spec.steps is None and other_spec.nfe is None:
-                other_spec = other_spec.replace(steps=spec.steps)
+            other_spec = sampling.spec().for_formulation(other.model.formulation.name).with_default_steps()
         recorder = _prediction_recorder(run, other, seeds, spec.steps or spec.nfe or 18, info.enabled, aligner)
     factory = None
     if aligner is not None:

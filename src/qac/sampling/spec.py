@@ -89,6 +89,16 @@ class SamplingSpec:
         """A copy with ``changes`` (validated again)."""
         return replace(self, **changes)
 
+    def with_default_steps(self, steps: int = 18) -> SamplingSpec:
+        """``steps`` when neither a budget nor an adaptive run in ``t`` (rk45 under ``flow``) is given.
+
+        >>> SamplingSpec().with_default_steps().steps, SamplingSpec(nfe=5).with_default_steps().steps
+        (18, None)
+        """
+        if self.steps is not None or self.nfe is not None or (self.solver == "rk45" and self.schedule == "flow"):
+            return self
+        return self.replace(steps=steps)
+
     def for_formulation(self, formulation: str) -> SamplingSpec:
         """Resolve ``auto`` for a model of ``formulation`` and refuse ``flow`` for anything but ``rf``."""
         spec = self
