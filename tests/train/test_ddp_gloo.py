@@ -34,3 +34,4 @@ def test_torchrun_two_cpu_processes(tmp_path):
     # each rank encodes 16 images; all-reduced counts make sum(w) the global batch of 32
     assert float(w.sum()) == pytest.approx(32.0)
     assert len((out / "stats.jsonl").read_text().splitlines()) >= 1
+    assert res.stdout.count("trained 4 steps") == 1, res.stdout  # one summary per job (rank 0), not per process

@@ -98,9 +98,12 @@ def train(out: str, resume: bool, overrides: tuple[str, ...], progress: bool, **
         import signal
 
         name = signal.Signals(summary.signal).name if summary.signal else "a signal"
-        click.echo(f"stopped by {name} at step {summary.step}; checkpoint written to {summary.run_dir} "
-                   f"(continue with --resume)", err=True)
+        if summary.is_main:
+            click.echo(f"stopped by {name} at step {summary.step}; checkpoint written to {summary.run_dir} "
+                       f"(continue with --resume)", err=True)
         sys.exit(exit_code(summary.signal) if summary.signal else 1)
+    if not summary.is_main:
+        return  # one summary per job, from rank 0
     if summary.step == summary.start_step:
         click.echo(f"{summary.run_dir} is already at step {summary.step}: nothing to train (raise --steps)")
         return

@@ -56,6 +56,7 @@ class TrainSummary:
     interrupted: bool = False
     signal: int | None = None
     start_step: int = 0
+    is_main: bool = True  # False on the other ranks of a torchrun job (they print nothing)
 
 
 class _LossModule(nn.Module):
@@ -180,7 +181,7 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, data: 
         stop.restore()
     barrier(info)  # rank 0's last snapshot is on disk before any rank returns
     return TrainSummary(run_dir, step, last_loss, time.perf_counter() - t0, interrupted=stop.requested,
-                        signal=stop.signum, start_step=start_step)
+                        signal=stop.signum, start_step=start_step, is_main=info.is_main)
 
 
 def _snapshot(run_dir: Path, model: QACModel, ema: QACModel, codes: CodeWeights | None,
