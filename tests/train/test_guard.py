@@ -26,6 +26,17 @@ def test_rule_refuses_non_finite_and_huge_losses(tmp_path):
     assert list(guard.history) == [3.0, 2.0, 1.0]  # insane losses never enter the median
 
 
+def test_record_round_trips_and_old_snapshots_start_empty(tmp_path):
+    guard = LossGuard(tmp_path, saved_step=0)
+    for loss in (3.0, 2.0, 1.0):
+        guard.check(loss, 1.0, 0)
+    again = LossGuard(tmp_path, saved_step=3)
+    again.load_state_dict(guard.state_dict())
+    assert list(again.history) == [3.0, 2.0, 1.0] and again.problem(1e14) is not None
+    again.load_state_dict({"step": 3})  # a snapshot written before the record was saved
+    assert list(again.history) == [] and again.problem(1e14) is None
+
+
 def test_before_snapshot_check_names_the_unsaved_weights(tmp_path):
     guard = LossGuard(tmp_path, saved_step=None)
     guard.check(1.0, 1.0, 0)

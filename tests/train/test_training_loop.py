@@ -57,6 +57,10 @@ def test_resume_is_bitwise_identical(tmp_path, model):
     once = _files(tmp_path / "once")
     assert ("codes" in once) == model.condition.codebook
     _assert_bitwise(once, _files(tmp_path / "twice"))
+    # the loss guard's record of sane losses survives the resume: the same 8 losses as the unbroken run
+    hist = [torch.load(tmp_path / r / "checkpoint" / "resume.pt", weights_only=True)["loss_history"]
+            for r in ("once", "twice")]
+    assert len(hist[0]) == 8 and torch.equal(hist[0], hist[1])
     # the stats of the second half continue the first
     steps = [json.loads(line)["step"] for line in (tmp_path / "twice" / "stats.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 8

@@ -3,7 +3,8 @@
 Sanity rule (documented in docs/design.md): a training loss is *sane* when it is finite, its gradient
 norm is finite, and it is at most ``LOSS_FACTOR`` (10^6) times the median of the last ``WINDOW`` (200)
 sane losses of this process. A 10^6 jump is far outside the step-to-step noise of a diffusion loss
-(the per-sigma weighting keeps it O(1)) yet is what one blown-up Adam update produces.
+(the per-sigma weighting keeps it O(1)) yet is what one blown-up Adam update produces. The record is saved
+with every snapshot (:meth:`LossGuard.state_dict`), so a resumed run applies the same rule as an unbroken one.
 
 The loss of step k measures the weights *before* update k, so a snapshot written right after an update
 could hold the weights that blew up. Before every snapshot, :func:`probe_loss` evaluates the weights about
@@ -45,6 +46,16 @@ class LossGuard:
         self.saved_step = saved_step
         self.factor = factor
         self.history: deque[float] = deque(maxlen=window)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The sane-loss record, saved with each snapshot so a resumed run judges losses as an unbroken one."""
+        return {"loss_history": torch.tensor(list(self.history), dtype=torch.float64)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (snapshots written before it existed carry none: the record starts empty)."""
+        self.history.clear()
+        if "loss_history" in state:
+            self.history.extend(float(v) for v in state["loss_history"])
 
     def problem(self, loss: float, grad_norm: float = 0.0) -> str | None:
         """Why ``loss`` is not sane, or ``None`` if it is."""

@@ -141,6 +141,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, data: 
     t0, window, last_loss = time.perf_counter(), [], float("nan")
     t_window, start_step = t0, step
     guard = LossGuard(run_dir, step if snap is not None else None)
+    if snap is not None:
+        guard.load_state_dict(state)
     stop = GracefulStop(enabled=not info.enabled)
     try:
         while step < cfg.steps and not stop.requested:
@@ -174,7 +176,8 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, data: 
                 # keep the previous snapshot unless the weights about to replace it give a sane loss
                 probe = probe_loss(loss_module, ema, data, cfg.seed, step, cfg.batch_size, device)
                 guard.check(probe, 0.0, step, before_snapshot=True)
-                _snapshot(run_dir, model, ema, codes, opt, step, cfg, data, tools.state_dict())
+                _snapshot(run_dir, model, ema, codes, opt, step, cfg, data,
+                          {**tools.state_dict(), **guard.state_dict()})
                 guard.saved_step = step
     finally:
         bar.close()
