@@ -79,10 +79,33 @@ def test_code_modes():
     assert torch.equal(adaptive.codes[:, 0, 0], idx0)
     base = edit(_model(cond="none"), z, task="sr4", seeds=[0], steps=3)
     assert base.code == "none" and (base.codes == -1).all() and base.encoder_calls == 0
-    with pytest.raises(QACError, match="baseline"):
+    with pytest.raises(QACError, match="this run has none \\(--cond none\\)"):
         edit(_model(cond="none"), z, task="sr4", code="adaptive")
     with pytest.raises(QACError, match="needs codes"):
         edit(model, z, task="sr4", code="none")
+
+
+def test_vae_run_is_conditioned_on_its_posterior_mean():
+    """A --cond vae run edits with y = mu(x) of the current estimate (adaptive) or of the degraded input
+    (fixed); the result equals the loop run by hand with that code, and the code indices are -1."""
+    model, z = _model(cond="vae"), _images(1)
+    gen = torch.Generator().manual_seed(1)
+    for p in model.parameters():  # a fresh model zero-initialises the code path; make the code matter
+        p.add_(0.2 * torch.randn(p.shape, generator=gen))
+    deg = make_degradation("sr2", (3, 8, 8))
+    out = edit(model, z, task=deg, seeds=[5], steps=4)
+    assert out.code == "adaptive" and out.encoder_calls == 4 and (out.codes == -1).all()
+    gen = seed_generator(derive_seed(5, NOISE_STREAM))
+    x, z_meas = deg.degrade(z.double()), deg.measure(z.double())
+    for sigma in edit_sigmas(model, 4).tolist():
+        mu, _ = model.latent_posterior(x)
+        x = x + sigma * torch.randn(3, 8, 8, generator=gen).double()[None]
+        x = deg.project(model(x, sigma, mu).double(), z_meas)
+    torch.testing.assert_close(out.results[0, 0], x[0], rtol=0, atol=1e-9)
+    fixed = edit(model, z, task=deg, seeds=[5], steps=4, code="fixed")
+    assert fixed.encoder_calls == 1 and not torch.allclose(fixed.results, out.results)
+    with pytest.raises(QACError, match="needs codes"):
+        edit(model, z, task=deg, code="none")
 
 
 def test_schedule_and_bad_arguments():

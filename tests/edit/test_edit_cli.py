@@ -102,7 +102,7 @@ def test_bad_inputs_are_one_error_line_and_write_nothing(runs, tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "m.jpg")
     assert "not a PNG" in _bad(runs, tmp_path, "--run", q, "--task", "inpaint-mask", "--mask", tmp_path / "m.jpg",
                                *data)
-    assert "baseline" in _bad(runs, tmp_path, "--run", b, "--task", "sr2", "--code", "adaptive", *data)
+    assert "this run has none" in _bad(runs, tmp_path, "--run", b, "--task", "sr2", "--code", "adaptive", *data)
     (tmp_path / "junk.png").write_bytes(b"\x89PNG but not really")
     assert "cannot read image" in _bad(runs, tmp_path, "--run", q, "--task", "sr2", "--input", tmp_path / "junk.png")
     (tmp_path / "empty").mkdir()

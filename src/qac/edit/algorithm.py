@@ -10,7 +10,8 @@ Given a reference ``z`` and a degradation (``A``, ``A⁻¹``, Ω — see :mod:`q
         x ← A⁻¹[(Az)⊙(1−Ω) + (Ax)⊙Ω]  (the null-space form by default, see Degradation)
 
 Options: ``code="fixed"`` encodes once (the code of ``E(z)`` at step 1) and keeps it; ``code="none"`` for a
-baseline model; any schedule/N; several seeds per input for diverse results. Sample (input k, seed s)
+model without a code (baseline, RNE); a ``--cond vae`` run is conditioned on its posterior mean (code index
+-1); any schedule/N; several seeds per input for diverse results. Sample (input k, seed s)
 depends only on z_k and s, never on the batch size. Cost: N denoiser calls plus N encoder calls
 (1 with ``code="fixed"``, 0 for the baseline) per sample, nothing else of note.
 
@@ -81,19 +82,28 @@ def edit_sigmas(model: QACModel, steps: int = 40, schedule: str | Sequence[float
 
 
 def resolve_code_mode(model: QACModel, code: str | None) -> str:
-    """``None`` -> ``adaptive`` for a QAC model, ``none`` for a baseline; mismatches are errors."""
-    if model.condition.continuous_code:
-        raise QACError("editing needs a QAC code or none: a --cond vae run has a continuous code (not supported)")
+    """``None`` -> ``adaptive`` for a model with a code (QAC, or a VAE run's continuous code), ``none`` for
+    one without (baseline, RNE); mismatches are errors."""
+    coded = model.condition.code_input
     if code is None:
-        return "adaptive" if model.conditional else "none"
+        return "adaptive" if coded else "none"
     if code not in CODE_MODES:
         raise QACError(f"code must be one of {', '.join(CODE_MODES)}, got {code!r}")
-    if code != "none" and not model.conditional:
-        raise QACError(f"code={code!r} needs a QAC model, but this is a baseline run (no condition encoder); "
+    if code != "none" and not coded:
+        raise QACError(f"code={code!r} needs a model with a code, but this run has none (--cond {model.cond}); "
                        "use code 'none'")
-    if code == "none" and model.conditional:
-        raise QACError("this QAC model needs codes: use code 'adaptive' or 'fixed'")
+    if code == "none" and coded:
+        raise QACError(f"this --cond {model.cond} model needs codes: use code 'adaptive' or 'fixed'")
     return code
+
+
+def encode_condition(model: QACModel, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Algorithm 2 line 5, ``y <- E(x)``: the quantized QAC code and its index; for a ``--cond vae`` run the
+    posterior mean of its continuous code (the deterministic choice; index -1)."""
+    if model.condition.continuous_code:
+        mu, _ = model.latent_posterior(x)
+        return mu, torch.full((len(x),), -1, dtype=torch.long, device=mu.device)
+    return model.encode(x)
 
 
 @torch.no_grad()
@@ -157,7 +167,7 @@ def _edit_batch(model: QACModel, deg: Degradation, z: Tensor, seeds: list[int], 
     y = None
     for n, sigma in enumerate(sigmas.tolist()):
         if mode == "adaptive" or (mode == "fixed" and n == 0):
-            y, idx = model.encode(x)                     # line 5: y <- E(x)
+            y, idx = encode_condition(model, x)          # line 5: y <- E(x)
         if y is not None:
             indices[:, n] = idx.cpu()
         noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device=z.device, dtype=z.dtype)
