@@ -63,6 +63,7 @@ class ModelConfig:
 
     @property
     def condition(self) -> Condition:
+        """The :class:`~qac.conditions.modes.Condition` named by ``cond`` (its heads, codebook, KL weight)."""
         return CONDITIONS[self.cond]
 
     @property
@@ -147,6 +148,7 @@ class QACModel(nn.Module):
 
     @property
     def formulation(self):
+        """The denoiser's :class:`~qac.diffusion.formulations.Formulation` (preconditioning, sigma law)."""
         return self.denoiser.formulation
 
     @property
@@ -225,6 +227,12 @@ class QACModel(nn.Module):
         return code_to_input(y_q, self.levels) if self.condition.codebook else y_q
 
     def forward(self, x: Tensor, sigma: Tensor | float, y_q: Tensor | None = None, **kwargs) -> Tensor:
+        """x0_hat = D(x, sigma, y_q) (paper Alg. 1, §3.4): ``x`` [B, ...], ``sigma`` a scalar, 0-d or [B].
+
+        ``y_q`` is the code [B, d]: FSQ levels 0..L-1 (rescaled to [-1, 1] here) or a VAE code as it is; ignored
+        (may be None) for a model without a code input. Returns [B, ...] in x's dtype; other keywords go to the
+        backbone.
+        """
         return self.denoiser(x, sigma, self._code_input(y_q), **kwargs)
 
     def velocity(self, x_t: Tensor, t: Tensor | float, y_q: Tensor | None = None, **kwargs) -> Tensor:

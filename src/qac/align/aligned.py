@@ -97,6 +97,7 @@ class AlignedDenoise:
 
     @property
     def num_evals(self) -> int:
+        """K, the number of network evaluations this wrapper holds offsets for (the NFE)."""
         return int(self.delta.numel())
 
     def evaluate(self, k: int, x: Tensor, sigma: Tensor) -> Tensor:
@@ -118,6 +119,7 @@ class AlignedDenoise:
         return out
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor:
+        """The solver-facing ``denoise(x, sigma)``: aligned evaluation number :attr:`calls`, which then counts up."""
         k = self.calls
         self.calls += 1
         return self.evaluate(k, x, sigma)

@@ -72,6 +72,7 @@ class AlignConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (stored under ``config`` in the aligner file)."""
         return asdict(self)
 
 

@@ -102,6 +102,7 @@ class Aligner:
 
     # ---- storage ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object of the aligner file (keys in the module doc, ``format`` = ``qac-aligner/1``)."""
         d = {"format": FORMAT, "target": self.target}
         d.update(self.plan.to_dict())
         d.update({"mode": self.mode, "loss": self.loss, "sigma_range": list(self.sigma_range),
@@ -110,6 +111,7 @@ class Aligner:
         return d
 
     def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` to ``path`` as JSON, atomically; returns the path."""
         from qac.util import atomic_write_json
 
         path = Path(path)
@@ -118,6 +120,9 @@ class Aligner:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Aligner:
+        """Rebuild an aligner from :meth:`to_dict` output; :class:`QACError` for another format, missing or malformed
+        keys, lengths that disagree with the NFE or non-finite numbers.
+        """
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise QACError(f"not an aligner file (format {d.get('format') if isinstance(d, dict) else None!r}, "
                            f"expected {FORMAT!r})")
@@ -133,6 +138,7 @@ class Aligner:
 
     @classmethod
     def load(cls, path: str | Path) -> Aligner:
+        """Read an aligner JSON file; :class:`QACError` when it is missing, unreadable or malformed."""
         path = Path(path)
         try:
             d = json.loads(path.read_text())

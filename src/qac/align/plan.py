@@ -52,6 +52,7 @@ class EvalPlan:
                 "sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "rho": self.rho}
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready values (tuples become lists), stored at the top level of the aligner file."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 

@@ -82,10 +82,12 @@ class GaussianMixture:
 
     @property
     def dim(self) -> int:
+        """D, the data dimension."""
         return self.means.shape[1]
 
     @property
     def num_components(self) -> int:
+        """K, the number of mixture components."""
         return self.means.shape[0]
 
     def _to(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -38,6 +38,7 @@ class Scorer:
 
     @property
     def metric(self) -> str:
+        """``energy_distance`` for toy data, ``proxy_randconv_fd`` (not FID) for image sets."""
         return "energy_distance" if self._ref_stats is None else "proxy_randconv_fd"
 
     @staticmethod
@@ -52,6 +53,9 @@ class Scorer:
         return st
 
     def __call__(self, samples: torch.Tensor) -> float:
+        """Score of ``samples`` (lower is better): energy distance to ``n_eval`` fresh toy points, or the random-conv
+        Fréchet distance to the statistics of the whole image set.
+        """
         from qac.metrics.frechet import frechet_distance
         from qac.metrics.toy import energy_distance
 

@@ -80,6 +80,7 @@ class EvalPlan:
     codes: str = "online"
 
     def key(self) -> str:
+        """Cache key: the plan's fields and the sampling protocol as sorted JSON (equal keys reuse one measurement)."""
         return json.dumps({**asdict(self), "protocol": protocol_name()}, sort_keys=True)
 
 

@@ -41,19 +41,23 @@ class LazyGroup(click.Group):
     """A click group whose commands come from :data:`COMMANDS`, imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """The names of :data:`COMMANDS`, sorted (what ``qac --help`` lists)."""
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """Import the module of command ``name`` on first use and return the command; None if unknown."""
         if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The ``Commands`` section of the help from the one-line texts of :data:`COMMANDS` (no command is imported)."""
         with formatter.section("Commands"):
             formatter.write_dl([(name, COMMANDS[name][2]) for name in self.list_commands(ctx)])
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        """Run the chosen command; a :class:`QACError` or an out-of-memory error becomes one ``error:`` line, exit 2."""
         try:
             return super().invoke(ctx)
         except QACError as exc:

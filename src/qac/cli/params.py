@@ -35,9 +35,13 @@ class NumberList(click.ParamType):
         self.max_count = max_count
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        """The placeholder in ``--help``: ``A-B,C,...`` with ranges, else ``N,N,...`` (integers) or ``X,X,...``."""
         return "A-B,C,..." if self.ranges else ("N,N,..." if self.kind is int else "X,X,...")
 
     def convert(self, value, param, ctx):  # type: ignore[override]
+        """Parse ``value`` into a list of ``kind`` (a list passes through); a click usage error for an item that is
+        not a number, a range that runs backwards, a value out of bounds, or more than ``max_count`` entries.
+        """
         if isinstance(value, list):
             return value
         text = str(value)

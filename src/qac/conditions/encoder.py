@@ -139,16 +139,24 @@ class ConditionEncoder(nn.Module):
         """Deferred initialisation of the backbone's layers (after the heads were built)."""
 
     def head(self, name: str) -> nn.Module:
+        """The module of head ``name`` (the ``code`` head is stored as ``out``; see :data:`HEADS`)."""
         return getattr(self, HEADS[name].attr)
 
     def features(self, x0: Tensor) -> Tensor:
+        """Backbone features of the clean data x0: ``[B, width, h, w]`` for images, ``[B, width]`` for points."""
         raise NotImplementedError
 
     def outputs(self, x0: Tensor) -> dict[str, Tensor | tuple[Tensor, Tensor]]:
+        """Every head's output by name from one backbone pass over x0: ``code`` the logits y [B, d], ``noise`` and
+        ``latent`` a ``(mu, logvar)`` pair (see :data:`HEADS`).
+        """
         f = self.features(x0)
         return {name: self.head(name)(f) for name in self.head_names}
 
     def forward(self, x0: Tensor) -> Tensor:
+        """The logits y = E_phi(x0) [B, d] of the ``code`` head, before quantization (paper §3.2);
+        :class:`QACError` for an encoder without a code head.
+        """
         if "code" not in self.head_names:
             raise QACError("this encoder has no code head")
         return self.out(self.features(x0))
@@ -186,6 +194,7 @@ class UNetEncoder(ConditionEncoder):
         self._add_heads(heads)
 
     def features(self, x0: Tensor) -> Tensor:
+        """SiLU(GroupNorm(h)) of the last level: ``x0 [B, C, R, R] -> [B, width, r, r]``, r = R / 2^(levels - 1)."""
         h = self.stem(x0)
         for block in self.blocks:
             h = block(h)
@@ -213,6 +222,7 @@ class MLPEncoder(ConditionEncoder):
                 init_xavier(layer)
 
     def features(self, x0: Tensor) -> Tensor:
+        """Hidden features ``[B, hidden]`` (128 by default) of ``x0 [B, D]``, cast to float32."""
         return self.net(x0.to(torch.float32))
 
 

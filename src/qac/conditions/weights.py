@@ -75,6 +75,7 @@ class CodeWeights:
 
     # ---- distribution -------------------------------------------------------------------------------
     def total(self) -> float:
+        """Sum of the weights (online: an EMA of batch counts; offline: items encoded); 0 before collection."""
         return float(self.weights.sum())
 
     def probs(self) -> torch.Tensor:
@@ -157,6 +158,7 @@ class CodeWeights:
                 "levels": torch.tensor(self.levels, dtype=torch.int64)}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`state_dict` output onto these weights' device; :class:`QACError` for other levels or size."""
         levels = [int(v) for v in state["levels"]]
         if levels != self.levels:
             raise QACError(f"code weights were saved for levels {levels}, expected {self.levels}")
@@ -168,6 +170,7 @@ class CodeWeights:
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor],
                         device: torch.device | str = "cpu") -> CodeWeights:
+        """New weights with the levels and values of :meth:`state_dict` output, on ``device``."""
         levels = [int(v) for v in state["levels"]]
         cw = cls(levels, len(levels), device=device)
         cw.load_state_dict(state)

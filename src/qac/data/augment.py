@@ -338,13 +338,18 @@ class AugmentPipe:
 
     @property
     def label_dim(self) -> int:
+        """Width of the augmentation label: the label sizes of the enabled ops summed (9 for the default config)."""
         return self.cfg.label_dim
 
     def __call__(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Augment ``images [N, C, H, W]`` with parameters drawn from ``generator``: (images, labels [N, label_dim])."""
         params = draw_augment(self.cfg, images.shape[0], generator)
         return self.apply(images, params)
 
     def apply(self, images: Tensor, params: Params) -> tuple[Tensor, Tensor]:
+        """Apply ``params`` from :func:`draw_augment` to ``images [N, C, H, W]``: (augmented images, float32 labels
+        ``[N, label_dim]`` on the images' device).
+        """
         labels = augment_labels(self.cfg, params, (images.shape[2], images.shape[3]))
         return apply_augment(images, self.cfg, params), labels.to(images.device)
 

@@ -35,6 +35,11 @@ class Denoiser(nn.Module):
 
     def forward(self, x: Tensor, sigma: Tensor | float, code: Tensor | None = None, *,
                 noise_sigma: Tensor | float | None = None, **kwargs) -> Tensor:
+        """x0_hat = c_skip x + c_out F(c_in x; c_noise, code) (EDM Eq. 7; docs/design.md §1).
+
+        ``x`` [B, ...] in any float dtype, ``sigma`` a scalar, 0-d or [B], ``code`` the backbone's code input
+        [B, d] or None; returns [B, ...] in x's dtype. Other keywords (``augment_labels``) go to the backbone.
+        """
         sigma = _per_row(sigma, x)
         f = self.formulation
         net_in = (f.c_in(sigma) * x).to(torch.float32)

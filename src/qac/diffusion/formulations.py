@@ -36,15 +36,19 @@ class Formulation:
     name: str = "base"
 
     def c_skip(self, sigma: Tensor) -> Tensor:
+        """c_skip(sigma), the weight of the noisy input x in D (Karras et al. 2022, Table 1)."""
         raise NotImplementedError
 
     def c_out(self, sigma: Tensor) -> Tensor:
+        """c_out(sigma), the scale of the backbone's output F in D (Karras et al. 2022, Table 1)."""
         raise NotImplementedError
 
     def c_in(self, sigma: Tensor) -> Tensor:
+        """c_in(sigma), the scale applied to x before it enters the backbone (Karras et al. 2022, Table 1)."""
         raise NotImplementedError
 
     def c_noise(self, sigma: Tensor) -> Tensor:
+        """c_noise(sigma), the noise label the backbone's noise embedding reads (Karras et al. 2022, Table 1)."""
         raise NotImplementedError
 
     def loss_weight(self, sigma: Tensor) -> Tensor:
@@ -70,22 +74,28 @@ class EDM(Formulation):
     p_std: float = 1.2
 
     def c_skip(self, sigma: Tensor) -> Tensor:
+        """EDM: sigma_data^2 / (sigma^2 + sigma_data^2) (Karras et al. 2022, Table 1; docs/design.md §1)."""
         sd2 = self.sigma_data**2
         return sd2 / (sigma**2 + sd2)
 
     def c_out(self, sigma: Tensor) -> Tensor:
+        """EDM: sigma sigma_data / sqrt(sigma^2 + sigma_data^2), the std of x0 - c_skip x (F's target gets unit std)."""
         return sigma * self.sigma_data / (sigma**2 + self.sigma_data**2).sqrt()
 
     def c_in(self, sigma: Tensor) -> Tensor:
+        """EDM: 1 / sqrt(sigma^2 + sigma_data^2), so that c_in x has unit variance for data of std sigma_data."""
         return 1.0 / (sigma**2 + self.sigma_data**2).sqrt()
 
     def c_noise(self, sigma: Tensor) -> Tensor:
+        """EDM: ln(sigma) / 4."""
         return sigma.log() / 4
 
     def loss_weight(self, sigma: Tensor) -> Tensor:
+        """EDM: (sigma^2 + sigma_data^2) / (sigma sigma_data)^2, written out (equal to the base's 1 / c_out^2)."""
         return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
 
     def sample_sigma(self, n: int, generator: torch.Generator, device: torch.device) -> Tensor:
+        """EDM: ln sigma ~ N(p_mean, p_std^2), by default N(-1.2, 1.2^2); float32 [n] from CPU, moved to ``device``."""
         z = torch.randn(n, generator=generator)
         return (z * self.p_std + self.p_mean).exp().to(device)
 
@@ -105,28 +115,39 @@ class VP(Formulation):
     m: int = 1000
 
     def sigma_of_t(self, t: Tensor) -> Tensor:
+        """VP noise level sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) at VP time t in [0, 1]
+        (Karras et al. 2022, Table 1); sigma(1) is about 152 with the default betas.
+        """
         return (torch.exp(0.5 * self.beta_d * t**2 + self.beta_min * t) - 1).sqrt()
 
     def t_of_sigma(self, sigma: Tensor) -> Tensor:
+        """VP time of a noise level, the inverse of :meth:`sigma_of_t`:
+        t(sigma) = (sqrt(beta_min^2 + 2 beta_d ln(1 + sigma^2)) - beta_min) / beta_d.
+        """
         return ((self.beta_min**2 + 2 * self.beta_d * torch.log1p(sigma**2)).sqrt() - self.beta_min) / self.beta_d
 
     def c_skip(self, sigma: Tensor) -> Tensor:
+        """VP: 1."""
         return torch.ones_like(sigma)
 
     def c_out(self, sigma: Tensor) -> Tensor:
+        """VP: -sigma, so D = x - sigma F and F predicts the noise n (epsilon-prediction, as in DDPM)."""
         return -sigma
 
     def c_in(self, sigma: Tensor) -> Tensor:
+        """VP: 1 / sqrt(sigma^2 + 1), so the backbone sees the VP state sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) n."""
         return 1.0 / (sigma**2 + 1).sqrt()
 
     def c_noise(self, sigma: Tensor) -> Tensor:
+        """VP: (M - 1) t(sigma) with M = ``m`` = 1000, DDPM's discrete-time label."""
         return (self.m - 1) * self.t_of_sigma(sigma)
 
     def c_noise_of_t(self, t: Tensor) -> Tensor:
-        """c_noise as a function of the RF time itself, finite at t = 1 where sigma = inf."""
+        """c_noise as a function of the VP time t itself, (M - 1) t: :meth:`c_noise` at sigma(t)."""
         return (self.m - 1) * t
 
     def sample_sigma(self, n: int, generator: torch.Generator, device: torch.device) -> Tensor:
+        """VP: t ~ U(eps_t, 1), sigma = sigma(t); float32 [n], drawn on CPU, moved to ``device``."""
         u = torch.rand(n, generator=generator)
         t = 1 + u * (self.eps_t - 1)
         return self.sigma_of_t(t).to(device)
@@ -143,18 +164,25 @@ class VE(Formulation):
     sigma_max: float = 100.0
 
     def c_skip(self, sigma: Tensor) -> Tensor:
+        """VE: 1."""
         return torch.ones_like(sigma)
 
     def c_out(self, sigma: Tensor) -> Tensor:
+        """VE: sigma, so D = x + sigma F and F learns -n (sigma times the score)."""
         return sigma
 
     def c_in(self, sigma: Tensor) -> Tensor:
+        """VE: 1 (the backbone sees x unscaled)."""
         return torch.ones_like(sigma)
 
     def c_noise(self, sigma: Tensor) -> Tensor:
+        """VE: ln(sigma / 2)."""
         return (0.5 * sigma).log()
 
     def sample_sigma(self, n: int, generator: torch.Generator, device: torch.device) -> Tensor:
+        """VE: log-uniform sigma = sigma_min (sigma_max / sigma_min)^u, u ~ U(0, 1) (0.02 to 100 by default);
+        float32 [n], drawn on CPU, moved to ``device``.
+        """
         u = torch.rand(n, generator=generator)
         return (self.sigma_min * (self.sigma_max / self.sigma_min) ** u).to(device)
 
@@ -178,18 +206,23 @@ class RF(Formulation):
 
     @staticmethod
     def t_of_sigma(sigma: Tensor) -> Tensor:
+        """RF time of a noise level: t = sigma / (1 + sigma), the inverse of sigma = t / (1 - t)."""
         return sigma / (1 + sigma)
 
     def c_skip(self, sigma: Tensor) -> Tensor:
+        """RF: 1 / (1 + sigma) = 1 - t, so the skip term c_skip x_sigma is x_t = (1 - t) x0 + t n."""
         return 1.0 / (1 + sigma)
 
     def c_out(self, sigma: Tensor) -> Tensor:
+        """RF: -t = -sigma / (1 + sigma), so D = x_t - t F with F the velocity v."""
         return -self.t_of_sigma(sigma)
 
     def c_in(self, sigma: Tensor) -> Tensor:
+        """RF: 1 / (1 + sigma) = 1 - t, so the backbone sees x_t = (1 - t) x0 + t n."""
         return 1.0 / (1 + sigma)
 
     def c_noise(self, sigma: Tensor) -> Tensor:
+        """RF: (M - 1) t(sigma) with M = ``m`` = 1000."""
         return (self.m - 1) * self.t_of_sigma(sigma)
 
     def c_noise_of_t(self, t: Tensor) -> Tensor:
@@ -197,6 +230,9 @@ class RF(Formulation):
         return (self.m - 1) * t
 
     def sample_sigma(self, n: int, generator: torch.Generator, device: torch.device) -> Tensor:
+        """RF: t ~ U(0, 1), or logit-normal (``logit_mean``, ``logit_std``) when ``logit_normal``, clamped to
+        [eps, 1 - eps] and returned as sigma = t / (1 - t); float32 [n], drawn on CPU, moved to ``device``.
+        """
         if self.logit_normal:
             t = torch.sigmoid(torch.randn(n, generator=generator) * self.logit_std + self.logit_mean)
         else:

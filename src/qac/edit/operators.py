@@ -63,15 +63,19 @@ class Identity:
     name: str = "identity"
 
     def measurement_shape(self, item_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The input shape unchanged (A = I)."""
         return tuple(item_shape)
 
     def forward(self, x: Tensor) -> Tensor:
+        """A x = x."""
         return x
 
     def pinv(self, m: Tensor) -> Tensor:
+        """A⁻¹ m = m."""
         return m
 
     def view(self, m: Tensor) -> Tensor:
+        """The measurement itself: it is already an image."""
         return m
 
 
@@ -87,18 +91,22 @@ class AvgPool:
             raise QACError(f"super-resolution factor must be >= 1, got {self.factor}")
 
     def measurement_shape(self, item_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """``(C, H/k, W/k)`` for k = ``factor``; a :class:`QACError` when k does not divide H and W."""
         c, h, w = item_shape
         if h % self.factor or w % self.factor:
             raise QACError(f"image size {h}x{w} is not divisible by the super-resolution factor {self.factor}")
         return c, h // self.factor, w // self.factor
 
     def forward(self, x: Tensor) -> Tensor:
+        """A x: the mean of each k×k block, ``[B, C, H, W] -> [B, C, H/k, W/k]``."""
         return F.avg_pool2d(x, self.factor)
 
     def pinv(self, m: Tensor) -> Tensor:
+        """A⁻¹ m: each value repeated over its k×k block (nearest upsampling), ``[B, C, h, w] -> [B, C, hk, wk]``."""
         return m.repeat_interleave(self.factor, dim=-2).repeat_interleave(self.factor, dim=-1)
 
     def view(self, m: Tensor) -> Tensor:
+        """The low-resolution measurement drawn at full size as k×k blocks (the same as :meth:`pinv`)."""
         return self.pinv(m)
 
 
@@ -110,6 +118,7 @@ class Luminance:
     name: str = "luminance"
 
     def measurement_shape(self, item_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """``(1, H, W)``; a :class:`QACError` unless the images are RGB (C = 3)."""
         c, h, w = item_shape
         if c != 3:
             raise QACError(f"colorization needs RGB (3-channel) images; these have {c} channel(s)")
@@ -119,13 +128,16 @@ class Luminance:
         return torch.tensor(self.weights, dtype=ref.dtype, device=ref.device).reshape(1, 3, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """A x = Σ_c w_c x_c, the BT.601 luma: ``[B, 3, H, W] -> [B, 1, H, W]``."""
         return (x * self._w(x)).sum(dim=1, keepdim=True)
 
     def pinv(self, m: Tensor) -> Tensor:
+        """A⁻¹ m = w m / ‖w‖², the minimum-norm colour image with luma m: ``[B, 1, H, W] -> [B, 3, H, W]``."""
         w = self._w(m)
         return m * w / (w * w).sum()
 
     def view(self, m: Tensor) -> Tensor:
+        """The luma as a gray image (m, m, m): ``[B, 1, H, W] -> [B, 3, H, W]`` (an expanded view, no copy)."""
         return m.expand(-1, 3, -1, -1)
 
 
@@ -137,21 +149,25 @@ class Compose:
     name: str = "compose"
 
     def measurement_shape(self, item_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """The shape after each operator in turn (any of them may raise its :class:`QACError`)."""
         for op in self.ops:
             item_shape = op.measurement_shape(item_shape)
         return item_shape
 
     def forward(self, x: Tensor) -> Tensor:
+        """A x: the operators applied in order, ``ops[0]`` first."""
         for op in self.ops:
             x = op.forward(x)
         return x
 
     def pinv(self, m: Tensor) -> Tensor:
+        """A⁻¹ m: the pseudo-inverses applied in reverse order, a right inverse of the composition."""
         for op in reversed(self.ops):
             m = op.pinv(m)
         return m
 
     def view(self, m: Tensor) -> Tensor:
+        """The measurement drawn as an input-shaped image: each operator's ``view`` in reverse order."""
         for op in reversed(self.ops):
             m = op.view(m)
         return m

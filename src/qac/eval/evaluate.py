@@ -113,9 +113,11 @@ class RunMetric:
 
     @property
     def is_proxy(self) -> bool:
+        """True for a ``proxy_*`` metric, which is never comparable to published FID."""
         return self.metric.startswith("proxy_")
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict, with ``result`` expanded and ``is_proxy`` added."""
         d = asdict(self)
         d["result"] = self.result.to_dict() if self.result is not None else None
         d["is_proxy"] = self.is_proxy

@@ -54,6 +54,7 @@ class Predictions:
 
     @property
     def samples(self) -> Tensor:
+        """The final samples [S, ...], the last column of ``predictions``."""
         return self.predictions[-1]
 
 
@@ -70,6 +71,9 @@ class PredictionRecorder:
         self._end: float | None = None
 
     def __call__(self, info: dict[str, Any]) -> None:
+        """Keep one solver report (``i``, ``x``, ``denoised``, ``sigma`` or ``t``, ``sigma_next`` or ``t_next``) on CPU;
+        a report of step 0 starts a new batch.
+        """
         if info["i"] == 0:
             self._denoised.append([])
             self._sigmas.append([])

@@ -61,6 +61,7 @@ class SweepResult:
 
     @property
     def is_proxy(self) -> bool:
+        """True for a ``proxy_*`` metric, which is never comparable to published FID."""
         return self.metric.startswith("proxy_")
 
 

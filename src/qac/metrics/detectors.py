@@ -53,7 +53,8 @@ class Detector(Protocol):
     protocol: str
     metric: str
 
-    def features(self, images: torch.Tensor) -> torch.Tensor: ...
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Features ``[B, dim]`` float of uint8 ``[B, C, H, W]`` in 0..255 or float in [-1, 1] (C = 1 or 3)."""
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -121,6 +122,9 @@ class TorchScriptDetector:
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Features ``[B, dim]`` float32 (2048 for Inception pool3): images through :func:`to_uint8`, moved to the
+        network's device and fed by its call convention (:data:`CALLS`).
+        """
         device = next(iter(self.net.parameters()), torch.empty(0)).device
         out = CALLS[self.call](self.net, to_uint8(images).to(device))
         return out.reshape(out.shape[0], -1).float()

@@ -72,6 +72,7 @@ class KIDResult:
     metric: str = "kid"
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -132,6 +133,7 @@ class FIDResult:
     kid_std: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (how results files store the number)."""
         return asdict(self)
 
 

@@ -48,17 +48,23 @@ class PixelDetector:
 
     @property
     def dim(self) -> int:
+        """Feature width 3·size² (768 at the default size 16)."""
         return 3 * self.size * self.size
 
     @property
     def protocol(self) -> str:
+        """``proxy_pixel_fd/avgpool=<size>``, written into reference files and results."""
         return f"proxy_pixel_fd/avgpool={self.size}"
 
     @property
     def sha256(self) -> str:
+        """sha256 of :attr:`protocol` (there is no weight file): the detector's identity in reference files."""
         return hashlib.sha256(self.protocol.encode()).hexdigest()
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Features ``[B, 3·size²]`` float32 of images (uint8 or [-1, 1] float, 1 or 3 channels) mapped to
+        [-1, 1] RGB, adaptive-average-pooled to size×size (nearest-upsampled when a side is smaller), flattened.
+        """
         x = _as_float(images)
         if min(x.shape[-2:]) < self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="nearest")
@@ -100,15 +106,18 @@ class RandConvDetector:
 
     @property
     def dim(self) -> int:
+        """Feature width: the sum of ``widths`` (224 by default)."""
         return int(sum(self.widths))
 
     @property
     def protocol(self) -> str:
+        """``proxy_randconv_fd/seed=<seed>/widths=<a-b-c>/res=<resolution>``, written into references and results."""
         widths = "-".join(map(str, self.widths))
         return f"proxy_randconv_fd/seed={self.seed}/widths={widths}/res={self.resolution}"
 
     @property
     def sha256(self) -> str:
+        """sha256 of :attr:`protocol` and the conv weights' bytes: equal hashes give equal features."""
         h = hashlib.sha256(self.protocol.encode())
         for w in self.weights:
             h.update(w.numpy().tobytes())
@@ -116,6 +125,10 @@ class RandConvDetector:
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Features ``[B, sum(widths)]`` float32: images (uint8 or [-1, 1] float) as [-1, 1] RGB, resized to
+        ``resolution``² (bilinear, antialiased), one conv + ReLU per entry of ``widths`` (stride 1, then 2),
+        and the spatial mean of every layer's output, concatenated.
+        """
         x = _as_float(images)
         if x.shape[-2:] != (self.resolution, self.resolution):
             x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear",
@@ -140,6 +153,7 @@ class ProxyResult:
     comparable_to_published: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (``comparable_to_published`` is always False)."""
         return asdict(self)
 
 

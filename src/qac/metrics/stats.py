@@ -179,6 +179,7 @@ class Reference:
 
     @property
     def n(self) -> int | None:
+        """Number of features behind the statistics (``meta['n']``); None when the file has no metadata."""
         return self.meta.get("n")
 
 

@@ -62,6 +62,7 @@ class Resample(nn.Module):
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, C, H/2, W/2]`` (2×2 average) for ``down``, ``[B, C, 2H, 2W]`` (nearest) for ``up``."""
         if self.mode == "down":
             return F.avg_pool2d(x, 2)
         return F.interpolate(x, scale_factor=2.0, mode="nearest")
@@ -115,6 +116,10 @@ class UNetBlock(nn.Module):
             init_xavier(self.proj, 1e-5)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [B, cin, H, W]``, ``emb [B, emb_channels]`` (ignored when emb_channels = 0) -> ``[B, cout, H', W']``
+        (H' = H/2 for ``down``, 2H for ``up``): GN-SiLU-conv, + embedding, GN-SiLU-dropout-conv, + skip, times
+        skip_scale, then the optional self-attention residual (again times skip_scale).
+        """
         orig = x
         h = F.silu(self.norm0(x))
         if self.resample is not None:

@@ -152,6 +152,9 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor | float, code: torch.Tensor | None = None,
                 augment_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """F(x; c_noise, code): ``x [B, in_channels, R, R]``, ``c_noise`` [B] or a scalar, ``code`` [B, code_dim]
+        (required iff code_dim > 0), ``augment_labels`` [B, augment_dim] or None -> ``[B, out_channels, R, R]``.
+        """
         check_code(code, self.code_dim, x.shape[0])
         emb = self.embed(broadcast_noise(c_noise, x.shape[0], x.device), code, augment_labels)
         h = self.stem(x)

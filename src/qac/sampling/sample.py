@@ -39,6 +39,7 @@ class SampleResult:
 
     @property
     def steps(self) -> int:
+        """Number of solver steps, ``len(sigmas) - 1``."""
         return len(self.sigmas) - 1
 
 

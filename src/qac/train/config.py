@@ -80,10 +80,14 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as a nested plain dict (what ``config.json`` holds)."""
         return dataclasses.asdict(self)
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output; :class:`QACError` for unknown keys. A ``model`` section without
+        ``ste`` (written before the option existed) gets the paper's straight-through gradient, ``PAPER_STE``.
+        """
         d = dict(d)
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         mknown = {f.name for f in dataclasses.fields(ModelConfig)}
@@ -95,6 +99,7 @@ class TrainConfig:
         return TrainConfig(model=model, **d)
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (``dataclasses.replace``; not validated again)."""
         return dataclasses.replace(self, **changes)
 
 

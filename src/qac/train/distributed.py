@@ -23,10 +23,12 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
+        """True in a job of more than one process (world_size > 1)."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0, the process that logs and writes the run folder."""
         return self.rank == 0
 
 

@@ -34,9 +34,14 @@ class RunLock:
 
     @property
     def path(self) -> Path:
+        """The lock file inside the run folder."""
         return self.run_dir / LOCK_NAME
 
     def acquire(self) -> RunLock:
+        """Take the exclusive lock (creating the run folder if needed) and write ``pid <pid> <purpose>`` into it.
+
+        A :class:`QACError` naming the holder when another process has it; returns self (at once if already held).
+        """
         if self._fh is not None:
             return self
         self._created = not self.run_dir.exists()
@@ -60,6 +65,7 @@ class RunLock:
         return self
 
     def release(self) -> None:
+        """Drop the lock; a run folder this lock created that holds only the lock file is removed. No-op if not held."""
         if self._fh is None:
             return
         if fcntl is not None:

@@ -56,6 +56,7 @@ class LoadedRun:
         raise QACError(f"code weights must be 'online', 'offline' or 'uniform', got {source!r}")
 
     def dataset(self) -> ArrayDataset:
+        """The run's training data, opened with its config's ``data``, ``resolution``, ``max_items`` and ``seed``."""
         c = self.config
         return open_dataset(c.data, resolution=c.resolution, max_items=c.max_items, seed=c.seed)
 

@@ -29,6 +29,7 @@ class GracefulStop:
 
     @property
     def requested(self) -> bool:
+        """True once a stop signal has arrived."""
         return self.signum is not None
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -37,6 +38,7 @@ class GracefulStop:
             signal.signal(sig, signal.SIG_DFL)
 
     def restore(self) -> None:
+        """Reinstall the signal handlers that were in place before this object took over."""
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
         self._old.clear()

@@ -59,10 +59,12 @@ class BatchPlan:
 
     @property
     def per_rank(self) -> int:
+        """Rows of the global batch per process: ``batch // world``."""
         return self.batch // self.world
 
     @property
     def rounds(self) -> int:
+        """Accumulation rounds per process: ``per_rank // batch_gpu``."""
         return self.per_rank // self.batch_gpu
 
     def rows(self, rank: int, rnd: int) -> slice:
@@ -121,9 +123,11 @@ class StepTools:
         return torch.compile(loss_module) if self.compile else loss_module
 
     def state_dict(self) -> dict[str, Any]:
+        """The fp16 loss scaler's state for checkpoints (empty without fp16)."""
         return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the fp16 loss scaler from :meth:`state_dict` output (nothing to do without one)."""
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
 

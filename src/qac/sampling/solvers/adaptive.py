@@ -46,6 +46,7 @@ class DopriCounts:
     rejected: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The counts as ``{nfe, accepted, rejected}`` (what ``SampleResult.stats`` holds)."""
         return {"nfe": self.nfe, "accepted": self.accepted, "rejected": self.rejected}
 
 
