@@ -142,10 +142,6 @@ class VP(Formulation):
         """VP: (M - 1) t(sigma) with M = ``m`` = 1000, DDPM's discrete-time label."""
         return (self.m - 1) * self.t_of_sigma(sigma)
 
-    def c_noise_of_t(self, t: Tensor) -> Tensor:
-        """c_noise as a function of the VP time t itself, (M - 1) t: :meth:`c_noise` at sigma(t)."""
-        return (self.m - 1) * t
-
     def sample_sigma(self, n: int, generator: torch.Generator, device: torch.device) -> Tensor:
         """VP: t ~ U(eps_t, 1), sigma = sigma(t); float32 [n], drawn on CPU, moved to ``device``."""
         u = torch.rand(n, generator=generator)

@@ -52,7 +52,8 @@ class Resample(nn.Module):
     """Resampling by 2 with the ``[1, 1]`` filter of EDM (``resample_filter=[1,1]``).
 
     ``down``: 2x2 average pooling (the normalised [1,1]x[1,1] filter, stride 2). ``up``: the transposed
-    conv of that filter times 4, i.e. nearest-neighbour upsampling. Odd sizes cannot be halved.
+    conv of that filter times 4, i.e. nearest-neighbour upsampling. Odd sizes are never passed in: the U-Net
+    refuses a resolution that its levels cannot halve exactly (``avg_pool2d`` alone would round down).
     """
 
     def __init__(self, mode: str) -> None:
