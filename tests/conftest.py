@@ -34,3 +34,24 @@ def save_tiny_detector():
         return path
 
     return save
+
+
+@pytest.fixture(scope="session")
+def train_runs(tmp_path_factory):
+    """``train_runs(label, {name: train args})`` -> ``{name: run folder}``: tiny CPU runs made with ``qac train``
+    (in-process, no progress bar, no sample grids); each must exit 0."""
+    from click.testing import CliRunner
+
+    from qac.cli import main
+
+    def make(label: str, specs: dict[str, tuple]) -> dict[str, Path]:
+        root = tmp_path_factory.mktemp(label)
+        out = {}
+        for name, args in specs.items():
+            argv = ["train", *args, "--out", root / name, "--grid-every", "1000", "--device", "cpu", "--no-progress"]
+            res = CliRunner().invoke(main, [str(a) for a in argv], catch_exceptions=False)
+            assert res.exit_code == 0, res.output
+            out[name] = root / name
+        return out
+
+    return make

@@ -17,17 +17,10 @@ def _run(*args):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("alruns")
-    out = {}
-    for name, extra in (("img", ["--data", "digits", "--channels", "8", "--code-dim", "3", "--steps", "3",
-                                 "--batch", "16"]),
-                        ("toy", ["--data", "toy:8gaussians:500", "--arch", "mlp", "--cond", "none", "--steps", "3",
-                                 "--batch", "32"])):
-        res = _run("train", *extra, "--out", root / name, "--device", "cpu", "--no-progress")
-        assert res.exit_code == 0, res.output
-        out[name] = root / name
-    return out
+def runs(train_runs):
+    return train_runs("alruns", {
+        "img": ("--data", "digits", "--channels", "8", "--code-dim", "3", "--steps", "3", "--batch", "16"),
+        "toy": ("--data", "toy:8gaussians:500", "--arch", "mlp", "--cond", "none", "--steps", "3", "--batch", "32")})
 
 
 _SMALL = ("--pool", "24", "--val", "8", "--iters", "2", "--batch", "8", "--device", "cpu", "--no-progress")

@@ -104,17 +104,11 @@ def _run(*args):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("fig3")
-    out = {}
-    for name, args in {"qac": ("--data", "digits", "--code-dim", "3", "--channels", "8"),
-                       "base": ("--data", "digits", "--cond", "none", "--channels", "8"),
-                       "toy": ("--data", "toy:moons:200", "--arch", "mlp", "--code-dim", "3")}.items():
-        res = _run("train", *args, "--out", base / name, "--steps", "2", "--batch", "16", "--grid-every", "1000",
-                   "--device", "cpu", "--no-progress")
-        assert res.exit_code == 0, res.output
-        out[name] = base / name
-    return out
+def runs(train_runs):
+    small = ("--steps", "2", "--batch", "16")
+    return train_runs("fig3", {"qac": ("--data", "digits", "--code-dim", "3", "--channels", "8", *small),
+                               "base": ("--data", "digits", "--cond", "none", "--channels", "8", *small),
+                               "toy": ("--data", "toy:moons:200", "--arch", "mlp", "--code-dim", "3", *small)})
 
 
 def test_cli_compare_draws_both_runs_from_the_same_noise(runs, tmp_path):
