@@ -54,6 +54,19 @@ def threshold(denoised: Tensor, quantile: float | None) -> Tensor:
     return torch.maximum(torch.minimum(denoised, s), -s) / s
 
 
+def combine(base: Tensor | None, coeffs: Sequence[float], terms: Sequence[Tensor]) -> Tensor:
+    """``base + sum_j coeffs[j] terms[j]`` (no base when ``base`` is None) as a fresh tensor: one fused axpy per
+    nonzero coefficient, in order, zero coefficients skipped (at least one must be nonzero)."""
+    pairs = [(c, t) for c, t in zip(coeffs, terms) if c != 0.0]
+    if not pairs:
+        raise ValueError("combine needs a nonzero coefficient")
+    (c0, t0), rest = pairs[0], pairs[1:]
+    out = t0 * c0 if base is None else torch.add(base, t0, alpha=c0)
+    for c, t in rest:
+        out.add_(t, alpha=c)
+    return out
+
+
 def report(callback: Callback | None, i: int, sigma: float, sigma_next: float, x: Tensor,
            denoised: Tensor) -> None:
     """Call ``callback`` with the state at the start of step ``i`` and the denoised value used there."""

@@ -34,12 +34,11 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from qac.errors import OptionError
 from qac.sampling.schedules import vp_betas
-from qac.sampling.solvers._common import Callback, Denoise, as_floats, first_denoised, report
+from qac.sampling.solvers._common import Callback, Denoise, as_floats, combine, first_denoised, report
 
 Interp = Literal["sigma", "rho", "log"]
 Weights = Literal["auto", "exact", "published"]
@@ -223,10 +222,7 @@ def adams_solve(denoise: Denoise, x: Tensor, sigmas: Tensor, table: Sequence[Seq
         denoised = first_denoised(denoise, x, sigmas[i], s[i], afs and i == 0)
         report(callback, i, s[i], s[i + 1], x, denoised)
         hist = [x - denoised] + hist[: keep - 1]
-        x_new = torch.add(x, hist[0], alpha=c[0])  # a fresh tensor: the in-place axpys below touch no input
-        for cj, ej in zip(c[1:], hist[1:]):
-            x_new.add_(ej, alpha=cj)
-        x = x_new
+        x = combine(x, c, hist)
     return x
 
 

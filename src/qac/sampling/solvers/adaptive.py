@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from qac.errors import OptionError
-from qac.sampling.solvers._common import Callback, Denoise, as_floats, call, report
+from qac.sampling.solvers._common import Callback, Denoise, as_floats, call, combine, report
 
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
 _A = (
@@ -71,21 +72,15 @@ def dopri5_interval(fn: Callable[[Tensor, float, bool], Tensor], x: Tensor, k0: 
         step = u_end - u if hit else h
         ks = [f]
         for j in range(1, 7):
-            xj = x
-            for a, k in zip(_A[j], ks):
-                if a != 0.0:
-                    xj = xj + (step * a) * k
+            xj = combine(x, [step * a for a in _A[j]], ks)
             if j == 6:
                 x_new = xj
             end = hit and _C[j] == 1.0
             ks.append(fn(xj, u_end if end else u + _C[j] * step, end))
         counts.nfe += 6
-        err = (step * _E[0]) * ks[0]
-        for e, k in zip(_E[1:], ks[1:]):
-            if e != 0.0:
-                err = err + (step * e) * k
-        scale = atol + rtol * torch_max_abs(x, x_new)
-        err_norm = float((err / scale).pow(2).reshape(err.shape[0], -1).mean(dim=1).sqrt().max())
+        err = combine(None, [step * e for e in _E], ks)
+        scale = torch_max_abs(x, x_new).mul_(rtol).add_(atol)  # atol + rtol max(|x|, |x_new|)
+        err_norm = float(err.div_(scale).square_().reshape(err.shape[0], -1).mean(dim=1).sqrt().max())
         if err_norm <= 1.0:
             counts.accepted += 1
             x, f = x_new, ks[6]
@@ -140,5 +135,7 @@ def rk45(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | No
 
 
 def torch_max_abs(a: Tensor, b: Tensor) -> Tensor:
-    """Elementwise ``max(|a|, |b|)``."""
-    return a.abs().maximum(b.abs())
+    """Elementwise ``max(|a|, |b|)`` as a fresh tensor."""
+    out = a.abs()
+    return torch.maximum(out, b.abs(), out=out)
+

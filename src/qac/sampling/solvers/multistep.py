@@ -25,7 +25,16 @@ import torch
 from torch import Tensor
 
 from qac.errors import OptionError
-from qac.sampling.solvers._common import Callback, Denoise, as_floats, call, first_denoised, report, threshold
+from qac.sampling.solvers._common import (
+    Callback,
+    Denoise,
+    as_floats,
+    call,
+    combine,
+    first_denoised,
+    report,
+    threshold,
+)
 
 D2Weight = Literal["auto", "exact", "phi3"]
 D2_WEIGHTS: tuple[str, ...] = ("auto", "exact", "phi3")
@@ -243,14 +252,8 @@ def _cached_unipc_plan(s: tuple[float, ...], max_order: int, lower_order_final: 
 
 
 def _combine(base: Tensor, pending: Sequence[float], hist: Sequence[Tensor]) -> Tensor:
-    """``base + sum_k pending[k] hist[k]`` as a fresh tensor (``base`` itself when nothing is pending)."""
-    if not pending:
-        return base
-    out = torch.add(base, hist[0], alpha=pending[0])
-    for wk, mk in zip(pending[1:], hist[1:]):
-        if wk != 0.0:
-            out.add_(mk, alpha=wk)
-    return out
+    """``base + sum_k pending[k] hist[k]`` (``base`` itself when nothing is pending)."""
+    return combine(base, pending, hist) if any(w != 0.0 for w in pending) else base
 
 
 def unipc(denoise: Denoise, x: Tensor, sigmas: Tensor, *, callback: Callback | None = None,
