@@ -50,10 +50,10 @@ class TinyConvNet(nn.Module):
         return (c_skip * x + self.body(x.float())).to(x.dtype)
 
 
-def _network(kind: str, batch: int):
+def _network(kind: str, batch: int, width: int = 16):
     torch.manual_seed(0)
     if kind == "conv":
-        return TinyConvNet().eval()
+        return TinyConvNet(width).eval()
     model = build_model(ModelConfig(arch="tiny", cond="qac", code_dim=12), "image", (3, 32, 32)).eval()
     return make_denoise(model, index_to_codes(torch.arange(batch) % 4096, 2, 12))
 
@@ -100,12 +100,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--net", choices=["unet", "conv"], default="unet")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--conv-width", type=int, default=16,
+                    help="channels of the conv net (16: ~25-40 ms per call here; 26: ~40 ms, the issue's 'cheap "
+                         "network'); results go to sampler_overhead_conv<width>.md unless 16")
     ap.add_argument("--solvers", default=",".join(SOLVERS), help="comma-separated (euler is always added)")
     ap.add_argument("--out", default="docs/results", help="folder for sampler_overhead_<net>.md ('' = none)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = ["euler"] + [n for n in args.solvers.split(",") if n and n != "euler"]
-    timed = _Timed(_network(args.net, args.batch))
+    timed = _Timed(_network(args.net, args.batch, args.conv_width))
     noise = torch.randn(args.batch, 3, 32, 32)
     rows: dict[str, list[tuple[float, float, float, int]]] = {n: [] for n in names}
     load0 = os.getloadavg()[0]
@@ -132,7 +135,8 @@ def main() -> None:
         lines.append(f"| {n} | {rows[n][0][3]} | {med(n, 2):.1f} | {med(n, 0):.3f} | {med(n, 1):.3f} | "
                      f"{excess:+.3f} |")
     cmd = "OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/sampler_overhead.py " + " ".join(sys.argv[1:])
-    head = [f"# Sampler overhead ({args.net} network)", "", f"`{cmd}`", "",
+    net = f"{args.net}, width {args.conv_width}" if args.net == "conv" else args.net
+    head = [f"# Sampler overhead ({net} network)", "", f"`{cmd}`", "",
             f"Batch {args.batch} of 3x32x32, float64 state, {args.threads} thread(s), NFE {args.nfe} (rk45: 4 steps "
             f"at rtol = atol = 1e-3), {args.repeats} interleaved repeats after one warm-up round, medians; "
             f"{minutes:.1f} min, load average {load0:.1f} at the start and {load1:.1f} at the end on "
@@ -144,7 +148,8 @@ def main() -> None:
     text = "\n".join(head + lines) + "\n"
     print(text)
     if args.out:
-        path = Path(args.out) / f"sampler_overhead_{args.net}.md"
+        width = f"{args.conv_width}" if args.net == "conv" and args.conv_width != 16 else ""
+        path = Path(args.out) / f"sampler_overhead_{args.net}{width}.md"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         print(f"wrote {path}")
