@@ -276,6 +276,8 @@ def test_ipndm_v_auto_weights_switch_on_the_largest_log_step(steps, coarse):
     assert torch.equal(wide, exact)
     with pytest.raises(QACError, match="coarse_h"):
         sample(den, noise, solver="ipndm_v", steps=steps, coarse_h=0.0)
+    with pytest.raises(QACError, match="interp_rho"):  # checked whichever table the grid gets
+        sample(den, noise, solver="ipndm_v", steps=steps, interp_rho=-7.0)
 
 
 @pytest.mark.parametrize("steps", [12, 100])

@@ -250,14 +250,14 @@ def ipndm_v_table(s: list[float], max_order: int = 4, interp: Interp = "rho", in
         raise OptionError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
     if not (math.isfinite(coarse_h) and coarse_h > 0):
         raise OptionError(f"coarse_h must be > 0, got {coarse_h}")
-    if weights == "published" or (weights == "auto" and max_log_step(s) > coarse_h):
-        return [ipndm_v_published_coeffs(s, i, min(max_order, i + 1)) for i in range(len(s) - 1)]
     if interp not in INTERPS:
         raise OptionError(f"interp must be one of {', '.join(INTERPS)}, got {interp!r}")
     if not (math.isfinite(interp_rho) and interp_rho > 0):
         raise OptionError(f"interp_rho must be > 0, got {interp_rho}")
     if top_order_h is not None and not top_order_h > 0:
         raise OptionError(f"top_order_h must be > 0 or None, got {top_order_h}")
+    if weights == "published" or (weights == "auto" and max_log_step(s) > coarse_h):
+        return [ipndm_v_published_coeffs(s, i, min(max_order, i + 1)) for i in range(len(s) - 1)]
     out = []
     for i in range(len(s) - 1):
         q = step_order(s, i, max_order, top_order_h)
