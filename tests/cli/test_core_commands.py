@@ -56,6 +56,25 @@ def test_sample_writes_npz_and_grid_reproducibly(toy_run, tmp_path):
     assert (tmp_path / "a" / "grid.png").exists()
 
 
+def test_sample_in_blocks_equals_one_call_and_caps_the_grid(digit_run, tmp_path, monkeypatch):
+    """Seeds are generated in blocks and kept as uint8 block by block: the same samples.npz as one call; the
+    grid shows the first GRID_MAX images."""
+    import qac.cli.sample_cmds as sample_cmds
+
+    common = ("--run", digit_run, "--seeds", "0-9", "--solver", "euler", "--nfe", "3", "--batch", "2")
+    whole = _run("sample", *common, "--out", tmp_path / "whole")
+    monkeypatch.setattr(sample_cmds, "SAMPLE_BLOCK", 3)
+    monkeypatch.setattr(sample_cmds, "GRID_MAX", 4)
+    blocks = _run("sample", *common, "--out", tmp_path / "blocks")
+    assert whole.exit_code == 0 and blocks.exit_code == 0, whole.output + blocks.output
+    za, zb = np.load(tmp_path / "whole" / "samples.npz"), np.load(tmp_path / "blocks" / "samples.npz")
+    assert za["samples"].dtype == np.uint8 and za["samples"].shape == (10, 8, 8, 1)
+    for key in ("samples", "codes", "seeds", "nfe"):
+        np.testing.assert_array_equal(za[key], zb[key])
+    assert "grid.png (the first 4)" in blocks.output and "grid.png (the first" not in whole.output
+    assert Image.open(tmp_path / "blocks" / "grid.png").size < Image.open(tmp_path / "whole" / "grid.png").size
+
+
 def test_collect_then_sample_with_offline_codes(toy_run, tmp_path):
     res = _run("collect", "--run", toy_run, "--no-progress", "--device", "cpu")
     assert res.exit_code == 0 and "offline code weights" in res.output

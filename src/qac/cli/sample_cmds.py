@@ -10,6 +10,21 @@ from qac.cli.params import SEEDS
 from qac.cli.sampling_opts import SamplingOptions, sampling_options
 from qac.errors import QACError
 
+SAMPLE_BLOCK = 4096
+"""Seeds generated per call of :func:`qac.sampling.generate.generate` before they are converted to what is kept."""
+GRID_MAX = 256
+"""Images drawn in grid.png (all of them up to this many; points are all drawn)."""
+
+
+def check_kept_memory(num: int, item_shape: tuple[int, ...]) -> None:
+    """Refuse up front a job whose kept samples cannot fit: uint8 images (float32 points) of every seed."""
+    from qac.safeio import check_memory
+
+    item = 1 if len(item_shape) == 3 else 4
+    for d in item_shape:
+        item *= d
+    check_memory(2.0 * num * item, f"keeping {num:,} samples", "sample fewer seeds per call")
+
 
 @click.command()
 @click.option("--run", "run_dir", type=click.Path(), required=True, help="Run folder from `qac train`.")
@@ -32,7 +47,8 @@ from qac.errors import QACError
 def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOptions, code_index: int | None,
            code_image: str | None, batch_size: int, device: str, raw_weights: bool, aligner: str | None,
            save_predictions: bool, compare_dir: str | None) -> None:
-    """Generate samples; writes grid.png and samples.npz (samples, seeds, code indices, NFE).
+    """Generate samples; writes samples.npz (samples as uint8 images or float points, seeds, code indices, NFE)
+    and grid.png (the first 256 images).
 
     ``--save-predictions`` / ``--compare RUN`` add predictions.png and predictions.npz: the x0-prediction at
     every step (paper Figure 3; :mod:`qac.eval.predictions`).
@@ -90,30 +106,50 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
     from tqdm.auto import tqdm
 
     mine = seeds[shard(len(seeds), info)]
-    part = None
+    check_kept_memory(len(seeds), run.model.item_shape)
+    part, res = None, None
     if mine:
+        # blocks of seeds: each block is turned into what samples.npz keeps (uint8 images) before the next, so
+        # memory holds the kept samples plus one block, not every sample in float32 (samples are per seed, so
+        # blocks change nothing); --save-predictions records one call
+        block = len(mine) if recorder is not None else max(batch_size, SAMPLE_BLOCK)
+        kept, codes_parts, preview, bad, accepted, rejected = [], [], [], 0, 0, 0
         with tqdm(total=len(mine), desc=f"sample {solver}", unit="img", disable=not info.is_main) as bar:
-            res = generate(run.model, mine, code_weights=weights, indices=indices, batch_size=batch_size,
-                           progress=bar.update, denoise_factory=factory, callback=recorder, **spec.sample_kwargs())
-        part = (res.samples.cpu(), res.indices.cpu(), res.nfe)
+            for lo in range(0, len(mine), block):
+                res = generate(run.model, mine[lo:lo + block], code_weights=weights, indices=indices,
+                               batch_size=batch_size, progress=bar.update, denoise_factory=factory,
+                               callback=recorder, **spec.sample_kwargs())
+                s = res.samples.cpu()
+                bad += int((~torch.isfinite(s)).flatten(1).any(1).sum())
+                kept.append(to_uint8(s) if s.ndim == 4 else s.numpy())
+                codes_parts.append(res.indices.cpu().numpy())
+                if s.ndim == 2 or sum(len(p) for p in preview) < GRID_MAX:
+                    preview.append(s if s.ndim == 2 else s[:GRID_MAX])
+                accepted += (res.stats or {}).get("accepted", 0)
+                rejected += (res.stats or {}).get("rejected", 0)
+        part = (np.concatenate(kept), np.concatenate(codes_parts), res.nfe, bad, torch.cat(preview),
+                (accepted, rejected) if res.stats else None)
     parts = [p for p in gather_objects(part, info) if p is not None]
     if not info.is_main:
         return
-    samples, codes, used_nfe = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), parts[0][2]
-    bad = int((~torch.isfinite(samples)).flatten(1).any(1).sum())
+    used_nfe, bad = parts[0][2], sum(p[3] for p in parts)
     if bad:
         raise QACError(f"{bad} of {len(seeds)} samples are NaN/Inf: the weights of {run_dir} (step {run.step}) "
                        "are diverged or damaged; nothing was written")
     out_dir = Path(out) if out else Path(run_dir) / "samples" / f"{solver}-nfe{used_nfe}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    arrays = {"seeds": np.asarray(seeds), "codes": codes.numpy(), "nfe": np.asarray(used_nfe)}
-    arrays["samples"] = to_uint8(samples) if samples.ndim == 4 else samples.numpy()
+    arrays = {"seeds": np.asarray(seeds), "codes": np.concatenate([p[1] for p in parts]),
+              "nfe": np.asarray(used_nfe), "samples": np.concatenate([p[0] for p in parts])}
     np.savez_compressed(out_dir / "samples.npz", **arrays)
-    scale = max(1, 64 // samples.shape[-1]) if samples.ndim == 4 else 1
-    save_samples_picture(samples, out_dir / "grid.png", scale=scale)
-    stats = f" ({res.stats['accepted']} accepted, {res.stats['rejected']} rejected steps)" if mine and res.stats else ""
+    shown = torch.cat([p[4] for p in parts])
+    shown = shown if shown.ndim == 2 else shown[:GRID_MAX]
+    scale = max(1, 64 // shown.shape[-1]) if shown.ndim == 4 else 1
+    save_samples_picture(shown, out_dir / "grid.png", scale=scale)
+    steps = [p[5] for p in parts if p[5] is not None]
+    stats = (f" ({sum(a for a, _ in steps)} accepted, {sum(r for _, r in steps)} rejected steps)" if steps else "")
+    grid = "grid.png" if len(shown) == len(seeds) else f"grid.png (the first {len(shown)})"
     click.echo(f"{len(seeds)} samples with {solver} ({spec.schedule}) at NFE {used_nfe}{stats} -> "
-               f"{out_dir}/grid.png, samples.npz")
+               f"{out_dir}/{grid}, samples.npz")
     if recorder is not None:
         from qac.eval import predictions as fig3
 
