@@ -78,10 +78,10 @@ def _markdown(name: str, summ: dict) -> list[str]:
     return lines + [""]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="docs/results")
-    args = ap.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="docs/results", help="folder for solver_defaults.md and .json")
+    out = Path(parser.parse_args(argv).out)
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     result = {}
@@ -100,7 +100,6 @@ def main() -> None:
              "mixture of docs/results/gmm_solvers.md, on which the earlier defaults were chosen.", ""]
     for name in ROWS:
         lines += _markdown(name, result[name]["summary"])
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "solver_defaults.md").write_text("\n".join(lines))
     (out / "solver_defaults.json").write_text(json.dumps(result, indent=1))
