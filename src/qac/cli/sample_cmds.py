@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from qac.cli.params import SEEDS
 from qac.cli.sampling_opts import SamplingOptions, sampling_options
 from qac.errors import QACError
+
+if TYPE_CHECKING:  # annotations only: `qac sample --help` loads neither
+    import numpy as np
+    import torch
 
 SAMPLE_BLOCK = 4096
 """Seeds generated per call of :func:`qac.sampling.generate.generate` before they are converted to what is kept."""
@@ -20,10 +27,45 @@ def check_kept_memory(num: int, item_shape: tuple[int, ...]) -> None:
     """Refuse up front a job whose kept samples cannot fit: uint8 images (float32 points) of every seed."""
     from qac.safeio import check_memory
 
-    item = 1 if len(item_shape) == 3 else 4
-    for d in item_shape:
-        item *= d
+    item = (1 if len(item_shape) == 3 else 4) * math.prod(item_shape)
     check_memory(2.0 * num * item, f"keeping {num:,} samples", "sample fewer seeds per call")
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """What one process keeps of its seeds: samples as samples.npz holds them (uint8 NHWC images or float
+    points), code indices, NFE, the count of non-finite samples, the first images for grid.png, rk45 counts."""
+
+    samples: np.ndarray
+    codes: np.ndarray
+    nfe: int
+    bad: int
+    preview: torch.Tensor
+    stats: dict[str, int] | None
+
+
+def _sample_blocks(model, seeds: list[int], block: int, show: bool, desc: str, **gen_kw) -> tuple[_Kept, object]:
+    """:func:`qac.sampling.generate.generate` over ``seeds`` in blocks, each turned into what is kept before the
+    next (samples are per seed, so blocks change nothing); returns the kept part and the last block's result."""
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from qac.sampling.generate import add_stats, generate
+    from qac.viz import to_uint8
+
+    kept, codes, preview, bad, stats, res = [], [], [], 0, None, None
+    with tqdm(total=len(seeds), desc=desc, unit="img", disable=not show) as bar:
+        for lo in range(0, len(seeds), block):
+            res = generate(model, seeds[lo:lo + block], progress=bar.update, **gen_kw)
+            s = res.samples.cpu()
+            bad += int((~torch.isfinite(s)).flatten(1).any(1).sum())
+            kept.append(to_uint8(s) if s.ndim == 4 else s.numpy())
+            codes.append(res.indices.cpu().numpy())
+            if s.ndim == 2 or sum(len(p) for p in preview) < GRID_MAX:
+                preview.append(s if s.ndim == 2 else s[:GRID_MAX])
+            stats = add_stats(stats, res.stats)
+    return _Kept(np.concatenate(kept), np.concatenate(codes), res.nfe, bad, torch.cat(preview), stats), res
 
 
 @click.command()
@@ -60,11 +102,11 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
     import torch
 
     from qac.safeio import check_writable
-    from qac.sampling.generate import generate
+    from qac.sampling.generate import add_stats
     from qac.train.distributed import gather_objects, init_distributed, rank_device, shard
     from qac.train.run import load_run
     from qac.util import resolve_device
-    from qac.viz import save_samples_picture, to_uint8
+    from qac.viz import save_samples_picture
 
     spec = sampling.spec()  # fail on a typo or a bad combination before loading anything
     resolve_device(device)
@@ -103,52 +145,35 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
             indices = _code_of_image(run, Path(code_image))
         else:
             weights = run.code_weights(spec.codes)
-    from tqdm.auto import tqdm
-
     mine = seeds[shard(len(seeds), info)]
     check_kept_memory(len(seeds), run.model.item_shape)
-    part, res = None, None
-    if mine:
-        # blocks of seeds: each block is turned into what samples.npz keeps (uint8 images) before the next, so
-        # memory holds the kept samples plus one block, not every sample in float32 (samples are per seed, so
-        # blocks change nothing); --save-predictions records one call
-        block = len(mine) if recorder is not None else max(batch_size, SAMPLE_BLOCK)
-        kept, codes_parts, preview, bad, accepted, rejected = [], [], [], 0, 0, 0
-        with tqdm(total=len(mine), desc=f"sample {solver}", unit="img", disable=not info.is_main) as bar:
-            for lo in range(0, len(mine), block):
-                res = generate(run.model, mine[lo:lo + block], code_weights=weights, indices=indices,
-                               batch_size=batch_size, progress=bar.update, denoise_factory=factory,
-                               callback=recorder, **spec.sample_kwargs())
-                s = res.samples.cpu()
-                bad += int((~torch.isfinite(s)).flatten(1).any(1).sum())
-                kept.append(to_uint8(s) if s.ndim == 4 else s.numpy())
-                codes_parts.append(res.indices.cpu().numpy())
-                if s.ndim == 2 or sum(len(p) for p in preview) < GRID_MAX:
-                    preview.append(s if s.ndim == 2 else s[:GRID_MAX])
-                accepted += (res.stats or {}).get("accepted", 0)
-                rejected += (res.stats or {}).get("rejected", 0)
-        part = (np.concatenate(kept), np.concatenate(codes_parts), res.nfe, bad, torch.cat(preview),
-                (accepted, rejected) if res.stats else None)
-    parts = [p for p in gather_objects(part, info) if p is not None]
+    block = len(mine) if recorder is not None else max(batch_size, SAMPLE_BLOCK)  # predictions: one call
+    part, res = (_sample_blocks(run.model, mine, block, info.is_main, f"sample {solver}", code_weights=weights,
+                                indices=indices, batch_size=batch_size, denoise_factory=factory, callback=recorder,
+                                **spec.sample_kwargs()) if mine else (None, None))
+    parts: list[_Kept] = [p for p in gather_objects(part, info) if p is not None]
     if not info.is_main:
         return
-    used_nfe, bad = parts[0][2], sum(p[3] for p in parts)
+    bad = sum(p.bad for p in parts)
     if bad:
         raise QACError(f"{bad} of {len(seeds)} samples are NaN/Inf: the weights of {run_dir} (step {run.step}) "
                        "are diverged or damaged; nothing was written")
+    used_nfe = parts[0].nfe
     out_dir = Path(out) if out else Path(run_dir) / "samples" / f"{solver}-nfe{used_nfe}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    arrays = {"seeds": np.asarray(seeds), "codes": np.concatenate([p[1] for p in parts]),
-              "nfe": np.asarray(used_nfe), "samples": np.concatenate([p[0] for p in parts])}
-    np.savez_compressed(out_dir / "samples.npz", **arrays)
-    shown = torch.cat([p[4] for p in parts])
+    np.savez_compressed(out_dir / "samples.npz", seeds=np.asarray(seeds),
+                        codes=np.concatenate([p.codes for p in parts]), nfe=np.asarray(used_nfe),
+                        samples=np.concatenate([p.samples for p in parts]))
+    shown = torch.cat([p.preview for p in parts])
     shown = shown if shown.ndim == 2 else shown[:GRID_MAX]
     scale = max(1, 64 // shown.shape[-1]) if shown.ndim == 4 else 1
     save_samples_picture(shown, out_dir / "grid.png", scale=scale)
-    steps = [p[5] for p in parts if p[5] is not None]
-    stats = (f" ({sum(a for a, _ in steps)} accepted, {sum(r for _, r in steps)} rejected steps)" if steps else "")
+    stats = None
+    for p in parts:
+        stats = add_stats(stats, p.stats)
+    steps = f" ({stats['accepted']} accepted, {stats['rejected']} rejected steps)" if stats else ""
     grid = "grid.png" if len(shown) == len(seeds) else f"grid.png (the first {len(shown)})"
-    click.echo(f"{len(seeds)} samples with {solver} ({spec.schedule}) at NFE {used_nfe}{stats} -> "
+    click.echo(f"{len(seeds)} samples with {solver} ({spec.schedule}) at NFE {used_nfe}{steps} -> "
                f"{out_dir}/{grid}, samples.npz")
     if recorder is not None:
         from qac.eval import predictions as fig3

@@ -147,8 +147,7 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
             denoise = (denoise_factory or make_denoise)(model, y_q)
             res = sample(denoise, noise, solver=solver, steps=steps, nfe=nfe,
                          return_trajectory=return_trajectory, generator=sde_gens, **sample_opts)
-        if res.stats is not None:
-            stats = {k: (stats or {}).get(k, 0) + v for k, v in res.stats.items()}
+        stats = add_stats(stats, res.stats)
         outs.append(res.samples.float().cpu())
         if return_trajectory:
             trajs.append(res.trajectory.float().cpu())
@@ -157,6 +156,17 @@ def generate(model: QACModel, seeds: Sequence[int], *, code_weights: CodeWeights
             progress(len(chunk))
     traj = torch.cat(trajs, dim=1) if trajs else None
     return Generated(torch.cat(outs), indices.clone(), used_nfe, traj, res.times, stats, res.sigmas)
+
+
+def add_stats(total: dict[str, int] | None, more: dict[str, int] | None) -> dict[str, int] | None:
+    """Sum two solver-statistics dicts (rk45's ``nfe``/``accepted``/``rejected``) key by key; ``None`` is none.
+
+    >>> add_stats(None, {"accepted": 2}), add_stats({"accepted": 2}, {"accepted": 3, "rejected": 1})
+    ({'accepted': 2}, {'accepted': 5, 'rejected': 1})
+    """
+    if more is None:
+        return total
+    return {k: (total or {}).get(k, 0) + v for k, v in more.items()}
 
 
 def latent_codes(seeds: Sequence[int], dim: int, device: torch.device | str = "cpu") -> Tensor:

@@ -62,8 +62,14 @@ def combine(base: Tensor | None, coeffs: Sequence[float], terms: Sequence[Tensor
         raise ValueError("combine needs a nonzero coefficient")
     (c0, t0), rest = pairs[0], pairs[1:]
     out = t0 * c0 if base is None else torch.add(base, t0, alpha=c0)
-    for c, t in rest:
-        out.add_(t, alpha=c)
+    return add_terms_(out, [c for c, _ in rest], [t for _, t in rest])
+
+
+def add_terms_(out: Tensor, coeffs: Sequence[float], terms: Sequence[Tensor]) -> Tensor:
+    """``out += sum_j coeffs[j] terms[j]`` in place, one fused axpy per nonzero coefficient, in order."""
+    for c, t in zip(coeffs, terms):
+        if c != 0.0:
+            out.add_(t, alpha=c)
     return out
 
 

@@ -28,6 +28,7 @@ from qac.errors import OptionError
 from qac.sampling.solvers._common import (
     Callback,
     Denoise,
+    add_terms_,
     as_floats,
     call,
     combine,
@@ -63,10 +64,7 @@ class LinearStep:
 
 def _apply(step: LinearStep, x: Tensor, hist: list[Tensor]) -> Tensor:
     out = torch.lerp(hist[0], x, step.a)  # a x + (1 - a) m_i; a fresh tensor, so the axpys below are safe
-    for bj, mj in zip(step.b, hist):
-        if bj != 0.0:
-            out.add_(mj, alpha=bj)
-    return out
+    return add_terms_(out, step.b, hist)
 
 
 def d2_weight_factor(h: float, d2_weight: D2Weight, weight_h: float) -> float:
