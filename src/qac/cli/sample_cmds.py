@@ -103,6 +103,7 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
 
     from qac.safeio import check_writable
     from qac.sampling.generate import add_stats
+    from qac.sampling.spec import DEFAULT_STEPS
     from qac.train.distributed import gather_objects, init_distributed, rank_device, shard
     from qac.train.run import load_run
     from qac.util import resolve_device
@@ -124,7 +125,8 @@ def sample(run_dir: str, out: str | None, seeds: list[int], sampling: SamplingOp
         if compare_dir:
             other = load_run(compare_dir, device=rank_device(device, info), ema=not raw_weights)
             other_spec = sampling.spec().for_formulation(other.model.formulation.name).with_default_steps()
-        recorder = _prediction_recorder(run, other, seeds, spec.steps or spec.nfe or 18, info.enabled, aligner)
+        recorder = _prediction_recorder(run, other, seeds, spec.steps or spec.nfe or DEFAULT_STEPS, info.enabled,
+                                        aligner)
     factory = None
     if aligner is not None:
         from qac.align import aligner_for_run

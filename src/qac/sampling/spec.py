@@ -28,6 +28,8 @@ from qac.sampling.schedules import SCHEDULES
 #: Every schedule name a spec accepts.
 SCHEDULE_NAMES: tuple[str, ...] = ("auto", "flow", *SCHEDULES)
 CODE_SOURCES: tuple[str, ...] = ("online", "offline", "uniform")
+DEFAULT_STEPS = 18
+"""Solver steps when neither steps nor NFE is given (EDM's Heun grid: 18 steps, NFE 35 with the final 0)."""
 
 
 def auto_schedule(formulation: str, solver: str) -> str:
@@ -89,7 +91,7 @@ class SamplingSpec:
         """A copy with ``changes`` (validated again)."""
         return replace(self, **changes)
 
-    def with_default_steps(self, steps: int = 18) -> SamplingSpec:
+    def with_default_steps(self, steps: int = DEFAULT_STEPS) -> SamplingSpec:
         """``steps`` when neither a budget nor an adaptive run in ``t`` (rk45 under ``flow``) is given.
 
         >>> SamplingSpec().with_default_steps().steps, SamplingSpec(nfe=5).with_default_steps().steps
